@@ -1,0 +1,47 @@
+# doudi — `make up` runs the whole system, `make test` tests it. Both build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install up test test-unit test-integration test-e2e test-postgres lint fmt migrate clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+up: install
+	$(BIN)/doudi up
+
+migrate: install
+	$(BIN)/doudi migrate
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests -m "not e2e" -k unit $(PYTEST_ARGS)
+
+test-e2e: install
+	$(BIN)/python -m pytest tests -m e2e $(PYTEST_ARGS)
+
+# The same suite against PostgreSQL (a server on 127.0.0.1:5432, user postgres, trust auth by default).
+test-postgres: install
+	DOUDI_TEST_DATABASE_URL=$${DOUDI_TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres} \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff format --check shared services tests
+
+fmt: install
+	$(BIN)/ruff format shared services tests
+	$(BIN)/ruff check --fix shared services tests
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,1 @@
+"""Disbursement: entitlements, payment instructions paid exactly once, the bank."""

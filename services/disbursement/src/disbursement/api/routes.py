@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ValidationError
+
+from disbursement import service
+from disbursement.settings import DisbursementSettings
+from shared.contracts.base import Money
+from shared.errors import DomainError, Unprocessable
+from shared.service import RuntimeDep
+from shared.signing import SIGNATURE_HEADER, verify
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+class BadSignature(DomainError):
+    status_code = 401
+    title = "Bad signature"
+
+
+class PaymentRead(BaseModel):
+    payment_id: str
+    entitlement_id: str
+    case_id: str
+    period: str
+    amount: Money
+    status: str
+    bank_reference: str | None
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+@router.post("/bank/callbacks", responses={401: {"description": "signature missing or wrong"}})
+async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]:
+    """The bank's signed status callback (`X-Signature: sha256=<hex HMAC of the body>`)."""
+    settings = runtime.settings
+    assert isinstance(settings, DisbursementSettings)
+    body = await request.body()
+    if not verify(settings.bank_callback_secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise BadSignature("The callback's signature is missing or does not match.")
+    try:
+        callback = service.BankCallback.model_validate_json(body)
+    except ValidationError as exc:
+        raise Unprocessable(f"callback body: {exc.errors()[0]['msg']}") from None
+    async with runtime.uow() as uow:
+        status = await service.apply_bank_callback(uow, callback)
+        await uow.commit()
+    return {"payment_id": callback.payment_id, "status": status}
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentRead)
+async def read_payment(payment_id: str, runtime: RuntimeDep) -> PaymentRead:
+    async with runtime.uow() as uow:
+        payment = await service.get_payment(uow, payment_id)
+    return PaymentRead.model_validate(payment, from_attributes=True)

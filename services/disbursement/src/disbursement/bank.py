@@ -1,0 +1,103 @@
+"""The bank adapter and the loop that sends pending payment instructions to it.
+
+Each instruction goes to the bank with `Idempotency-Key: <payment_id>`: a retry after a timeout, or after a
+crash between sending and recording, is recognised by the bank and never pays twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select, update
+
+from disbursement.models import Entitlement, Payment
+from disbursement.settings import DisbursementSettings
+from shared.db.base import utcnow
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from shared.service import Runtime
+
+log = get_logger(__name__)
+
+
+class BankClient:
+    """HTTP adapter for a payment gateway (the sandbox bank speaks the same protocol)."""
+
+    def __init__(self, settings: DisbursementSettings) -> None:
+        self._client = httpx.AsyncClient(base_url=settings.bank_url, timeout=settings.bank_timeout_seconds)
+        self._callback_url = settings.callback_url
+
+    async def submit(self, payment: Payment, account: str) -> str:
+        response = await self._client.post(
+            "/v1/payments",
+            json={
+                "payment_id": payment.payment_id,
+                "amount": str(payment.amount),
+                "account": account,
+                "callback_url": self._callback_url,
+            },
+            headers={"Idempotency-Key": payment.payment_id},
+        )
+        response.raise_for_status()
+        return str(response.json()["bank_reference"])
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def submit_payments(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Worker loop: send every pending instruction to the bank, with bounded retries and backoff."""
+    settings = runtime.settings
+    assert isinstance(settings, DisbursementSettings)
+    wake = asyncio.Event()
+    runtime.wakers.append(wake.set)
+    bank = BankClient(settings)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            sent = await submit_batch(runtime, bank, settings)
+            if sent < settings.submit_batch_size:
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+    finally:
+        await bank.close()
+
+
+async def submit_batch(runtime: Runtime, bank: BankClient, settings: DisbursementSettings) -> int:
+    async with runtime.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(Payment, Entitlement.payee_account)
+                .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
+                .where(Payment.status == "pending", Payment.attempts < settings.submit_max_attempts)
+                .order_by(Payment.created_at)
+                .limit(settings.submit_batch_size)
+            )
+        ).all()
+    for payment, account in rows:
+        try:
+            reference = await bank.submit(payment, account)
+        except httpx.HTTPError as exc:
+            log.warning("bank_submit_failed", payment_id=payment.payment_id, error=str(exc))
+            async with runtime.sessionmaker.begin() as session:
+                await session.execute(
+                    update(Payment)
+                    .where(Payment.payment_id == payment.payment_id)
+                    .values(attempts=Payment.attempts + 1, last_error=str(exc)[:500], updated_at=utcnow())
+                )
+            await asyncio.sleep(min(10.0, 0.2 * 2**payment.attempts))
+            continue
+        async with runtime.sessionmaker.begin() as session:
+            # Only from pending: the bank's callback may already have settled it.
+            await session.execute(
+                update(Payment)
+                .where(Payment.payment_id == payment.payment_id, Payment.status == "pending")
+                .values(status="submitted", bank_reference=reference, attempts=Payment.attempts + 1,
+                        updated_at=utcnow())
+            )
+    return len(rows)

@@ -1,0 +1,25 @@
+"""Disbursement rules: which period is paid first, and which bank outcomes a payment may move to."""
+
+from __future__ import annotations
+
+from datetime import date
+
+FINAL = frozenset({"settled", "failed", "returned"})
+# A settled payment may later come back (returned); nothing else leaves a final state.
+TRANSITIONS = {
+    "pending": {"submitted", "settled", "failed"},
+    "submitted": {"settled", "failed"},
+    "settled": {"returned"},
+    "failed": set(),
+    "returned": set(),
+}
+
+
+def first_period(decided_on: date) -> str:
+    """Monthly aid is paid from the month after approval (上海市社会救助条例 第十六条 and national practice)."""
+    year, month = (decided_on.year + 1, 1) if decided_on.month == 12 else (decided_on.year, decided_on.month + 1)
+    return f"{year:04d}-{month:02d}"
+
+
+def can_move(current: str, incoming: str) -> bool:
+    return incoming in TRANSITIONS[current]

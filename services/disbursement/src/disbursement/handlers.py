@@ -1,0 +1,19 @@
+"""Kafka → disbursement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from disbursement import service
+from shared.contracts.eligibility import DeterminationApproved
+from shared.db.uow import UnitOfWork
+from shared.messaging.consumer import Handler
+from shared.messaging.envelope import Envelope
+
+
+async def on_determination_approved(uow: UnitOfWork, event: DeterminationApproved, envelope: Envelope) -> None:
+    await service.open_entitlement(uow, event)
+
+
+def build_handlers(_settings: Any) -> dict[str, Handler]:
+    return {"eligibility.determination.approved": on_determination_approved}

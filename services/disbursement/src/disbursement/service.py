@@ -1,0 +1,111 @@
+"""Disbursement's use cases; the entrypoint commits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from disbursement import domain
+from disbursement.models import Entitlement, Payment
+from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
+from shared.contracts.eligibility import DeterminationApproved
+from shared.db.base import utcnow
+from shared.db.uow import UnitOfWork
+from shared.errors import NotFound
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class PaymentNotFound(NotFound):
+    title = "Payment not found"
+
+
+class BankCallback(BaseModel):
+    payment_id: str
+    bank_reference: str
+    status: Literal["settled", "failed", "returned"]
+    reason: str = ""
+
+
+async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> None:
+    """An approved determination opens an entitlement and instructs its first payment.
+
+    Skeleton: the first period is instructed at once, so the journey shows a payment within seconds; the
+    monthly payment run, the ledger and reconciliation belong to the disbursement issue."""
+    amount = approved.monthly_amount if approved.payment_kind == "monthly" else approved.amount
+    if amount is None or amount <= 0:
+        return
+    now = utcnow()
+    entitlement = Entitlement(
+        entitlement_id=str(uuid.uuid4()), determination_id=approved.determination_id, case_id=approved.case_id,
+        programme=approved.programme, region=approved.region, kind=approved.payment_kind, amount=amount,
+        first_period=domain.first_period(approved.decided_on), payee_account=approved.payee_account or "",
+        status="active", created_at=now,
+    )
+    held = not approved.payee_account
+    payment = Payment(
+        payment_id=str(uuid.uuid4()), entitlement_id=entitlement.entitlement_id, case_id=approved.case_id,
+        period=entitlement.first_period, amount=amount, status="held" if held else "pending", attempts=0,
+        last_error="no payee account on the application" if held else None, created_at=now, updated_at=now,
+    )
+    uow.session.add(entitlement)
+    await uow.session.flush()
+    uow.session.add(payment)
+    await uow.session.flush()
+    if not held:
+        await uow.outbox.add(
+            PaymentInstructed(
+                case_id=payment.case_id, payment_id=payment.payment_id, determination_id=approved.determination_id,
+                programme=approved.programme, period=payment.period, amount=amount,
+            ),
+            key=payment.case_id,
+        )
+
+
+async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
+    """Apply the bank's word on a payment. Duplicate and late callbacks change nothing. Returns the status."""
+    row = (
+        await uow.session.execute(
+            select(Payment, Entitlement)
+            .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
+            .where(Payment.payment_id == callback.payment_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise PaymentNotFound(f"No payment {callback.payment_id}.")
+    payment, entitlement = row
+    if payment.status == callback.status or not domain.can_move(payment.status, callback.status):
+        log.info("bank_callback_ignored", payment_id=payment.payment_id, current=payment.status,
+                 incoming=callback.status)
+        return payment.status
+    payment.status = callback.status
+    payment.bank_reference = callback.bank_reference
+    payment.updated_at = utcnow()
+    common = {
+        "case_id": payment.case_id, "payment_id": payment.payment_id,
+        "determination_id": entitlement.determination_id, "programme": entitlement.programme,
+        "period": payment.period, "amount": payment.amount,
+    }
+    match callback.status:
+        case "settled":
+            event: PaymentSettled | PaymentFailed | PaymentReturned = PaymentSettled(
+                **common, bank_reference=callback.bank_reference
+            )
+        case "failed":
+            event = PaymentFailed(**common, reason=callback.reason or "failed at the bank")
+        case "returned":
+            event = PaymentReturned(**common, reason=callback.reason or "returned by the bank")
+    await uow.outbox.add(event, key=payment.case_id)
+    return payment.status
+
+
+async def get_payment(uow: UnitOfWork, payment_id: str) -> Payment:
+    payment = await uow.session.get(Payment, payment_id)
+    if payment is None:
+        raise PaymentNotFound(f"No payment {payment_id}.")
+    return payment

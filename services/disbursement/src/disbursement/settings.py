@@ -1,0 +1,30 @@
+from typing import ClassVar
+
+from pydantic import model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import DEV_SECRET, ServiceSettings
+
+
+class DisbursementSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DISBURSEMENT_", env_file=".env", extra="ignore", validate_by_name=True
+    )
+    service_name: ClassVar[str] = "disbursement"
+    default_port: ClassVar[int] = 8003
+
+    bank_url: str = "http://127.0.0.1:8005"
+    # Where the bank calls back; must reach this service's API.
+    callback_url: str = ""
+    bank_callback_secret: str = DEV_SECRET
+    bank_timeout_seconds: float = 5.0
+    submit_batch_size: int = 100
+    submit_max_attempts: int = 8
+
+    @model_validator(mode="after")
+    def _production_secret(self) -> "DisbursementSettings":
+        if self.env == "production" and self.bank_callback_secret == DEV_SECRET:
+            raise ValueError("bank_callback_secret must be set in production (the development secret is public)")
+        if not self.callback_url:
+            self.callback_url = f"http://{self.host}:{self.port}/v1/bank/callbacks"
+        return self

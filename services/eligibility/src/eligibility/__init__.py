@@ -1,0 +1,1 @@
+"""Eligibility: the means test and the decisions on every programme a household may qualify for."""

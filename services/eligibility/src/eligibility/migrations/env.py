@@ -1,0 +1,4 @@
+from eligibility.models import Base
+from shared.db.alembic_env import run
+
+run(Base.metadata)

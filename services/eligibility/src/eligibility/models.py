@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db.base import Money, UtcDateTime, new_metadata
+from shared.messaging.tables import messaging_tables
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+messaging = messaging_tables(Base.metadata)
+
+
+class Verification(Base):
+    __tablename__ = "verifications"
+
+    verification_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), unique=True)
+    region: Mapped[str] = mapped_column(String(6))
+    sources: Mapped[list[str]] = mapped_column(JSON)
+    household: Mapped[dict[str, Any]] = mapped_column(JSON)
+    counted_members: Mapped[int]
+    counted_monthly_income: Mapped[Decimal] = mapped_column(Money())
+    per_capita_monthly_income: Mapped[Decimal] = mapped_column(Money())
+    completed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Determination(Base):
+    __tablename__ = "determinations"
+    __table_args__ = (UniqueConstraint("case_id", "programme"),)
+
+    determination_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    programme: Mapped[str] = mapped_column(String(40))
+    region: Mapped[str] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(20))
+    monthly_amount: Mapped[Decimal | None] = mapped_column(Money())
+    amount: Mapped[Decimal | None] = mapped_column(Money())
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    rule: Mapped[str] = mapped_column(String(100))
+    decided_on: Mapped[date]
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import JSONResponse
+
+from intake import service
+from intake.api.schemas import (
+    ApplicationCreate,
+    ApplicationRead,
+    CaseRead,
+    DeterminationRead,
+    MemberRead,
+    PaymentRead,
+    ReferralRead,
+    TimelineEntry,
+    TimelineRead,
+)
+from intake.domain import mask_id_number
+from intake.models import messaging
+from shared.db.uow import UnitOfWork
+from shared.idempotency import MAX_KEY_LENGTH, run_once
+from shared.service import RuntimeDep
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)]
+
+
+@router.post("/applications", status_code=201, response_model=ApplicationRead)
+async def create_application(
+    body: ApplicationCreate, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
+        case = await service.submit_application(uow, body)
+        read = ApplicationRead(
+            case_id=case.case_id, status=case.status, region=case.region, channel=case.channel,
+            programmes=case.programmes, created_at=case.created_at,
+        )
+        return 201, read.model_dump(mode="json")
+
+    status, response, replayed = await run_once(
+        runtime.uow, messaging.idempotency, key=idempotency_key, operation="POST /v1/applications",
+        body=body.model_dump(mode="json"), action=action,
+    )
+    headers = {"Location": f"/v1/cases/{response['case_id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(response, status_code=status, headers=headers)
+
+
+@router.get("/cases/{case_id}", response_model=CaseRead)
+async def read_case(case_id: str, runtime: RuntimeDep) -> CaseRead:
+    async with runtime.uow() as uow:
+        found = await service.get_case(uow, case_id)
+    case = found["case"]
+    return CaseRead(
+        case_id=case.case_id, status=case.status, region=case.region, street=case.street,
+        community=case.community, channel=case.channel, programmes=case.programmes,
+        submitted_on=case.submitted_on, created_at=case.created_at, updated_at=case.updated_at,
+        members=[
+            MemberRead(ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship)
+            for m in found["members"]
+        ],
+        determinations=[DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]],
+        payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
+        referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
+    )
+
+
+@router.get("/cases/{case_id}/timeline", response_model=TimelineRead)
+async def read_timeline(case_id: str, runtime: RuntimeDep) -> TimelineRead:
+    async with runtime.uow() as uow:
+        events = await service.get_timeline(uow, case_id)
+    return TimelineRead(
+        case_id=case_id,
+        events=[
+            TimelineEntry(event_id=e.event_id, type=e.event_type, source=e.source, time=e.occurred_at,
+                          summary=e.summary)
+            for e in events
+        ],
+    )

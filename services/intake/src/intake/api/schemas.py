@@ -1,0 +1,148 @@
+"""HTTP shapes of intake (request bodies refuse unknown fields, so a misspelt field is an error, not lost)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from intake.domain import id_number_problem
+from shared.contracts.base import Money
+from shared.contracts.intake import Assets, Channel, Emergency, Expenditures, MemberFacts, Programme
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberCreate(MemberFacts):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=50)
+    id_number: str
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        value = value.strip().upper()
+        problem = id_number_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class HouseholdCreate(_Strict):
+    members: list[MemberCreate] = Field(min_length=1, max_length=30)
+    assets: Assets = Field(default_factory=Assets)
+    expenditures: Expenditures = Field(default_factory=Expenditures)
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> HouseholdCreate:
+        refs = [m.ref for m in self.members]
+        if len(set(refs)) != len(refs):
+            raise ValueError("member refs must be unique")
+        ids = [m.id_number for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same ID number appears twice")
+        return self
+
+
+class Consent(_Strict):
+    economic_verification: bool
+
+    @field_validator("economic_verification")
+    @classmethod
+    def _given(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("consent to economic verification is required to apply")
+        return value
+
+
+class ApplicationCreate(_Strict):
+    region: str = Field(pattern=r"^\d{6}$")
+    street: str | None = Field(default=None, pattern=r"^\d{9}$|^\d{12}$")
+    community: str | None = Field(default=None, pattern=r"^\d{12}$|^\d{15}$")
+    channel: Channel
+    programmes: list[Programme] | None = Field(default=None, min_length=1)
+    household: HouseholdCreate
+    consent: Consent
+    emergency: Emergency | None = None
+    payee_account: str | None = Field(default=None, pattern=r"^\d{8,30}$")
+
+
+class ApplicationRead(BaseModel):
+    case_id: str
+    status: str
+    region: str
+    channel: str
+    programmes: list[str]
+    created_at: datetime
+
+
+class MemberRead(BaseModel):
+    ref: str
+    name: str
+    id_number: str
+    relationship: str
+
+
+class DeterminationRead(BaseModel):
+    determination_id: str
+    programme: str
+    status: str
+    monthly_amount: Money | None = None
+    amount: Money | None = None
+    decided_on: date | None = None
+    reasons: list[dict[str, Any]]
+    rule: str
+
+
+class PaymentRead(BaseModel):
+    payment_id: str
+    determination_id: str
+    programme: str
+    period: str
+    amount: Money
+    status: str
+    bank_reference: str | None = None
+    reason: str | None = None
+
+
+class ReferralRead(BaseModel):
+    referral_id: str
+    kind: str
+    category: str
+    area: str
+    status: str
+    amount: Money | None = None
+
+
+class CaseRead(BaseModel):
+    case_id: str
+    status: str
+    region: str
+    street: str | None
+    community: str | None
+    channel: str
+    programmes: list[str]
+    submitted_on: date
+    created_at: datetime
+    updated_at: datetime
+    members: list[MemberRead]
+    determinations: list[DeterminationRead]
+    payments: list[PaymentRead]
+    referrals: list[ReferralRead]
+
+
+class TimelineEntry(BaseModel):
+    event_id: str
+    type: str
+    source: str
+    time: datetime
+    summary: dict[str, Any]
+
+
+class TimelineRead(BaseModel):
+    case_id: str
+    events: list[TimelineEntry]

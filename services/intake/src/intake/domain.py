@@ -1,0 +1,58 @@
+"""Intake's rules: resident ID numbers and how a case's status follows from what has happened to it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK_CHARS = "10X98765432"
+# GB/T 2260 province-level codes; the full county-level table arrives with the case-workflow issue.
+PROVINCES = frozenset(
+    {"11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42",
+     "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82"}
+)
+
+
+def id_number_problem(id_number: str, today: date | None = None) -> str | None:
+    """Why `id_number` is not a valid 18-character resident ID (GB 11643), or None when it is."""
+    if len(id_number) != 18 or not id_number[:17].isdigit() or not (id_number[17].isdigit() or id_number[17] == "X"):
+        return "must be 17 digits followed by a digit or X"
+    if id_number[:2] not in PROVINCES:
+        return f"unknown region code {id_number[:6]}"
+    try:
+        born = date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    except ValueError:
+        return f"birth date {id_number[6:14]} is not a real date"
+    if born > (today or date.today()) or born.year < 1880:
+        return f"birth date {born.isoformat()} is not plausible"
+    expected = ID_CHECK_CHARS[sum(int(d) * w for d, w in zip(id_number[:17], ID_WEIGHTS, strict=True)) % 11]
+    if id_number[17] != expected:
+        return "check digit does not match (GB 11643)"
+    return None
+
+
+def with_check_digit(first17: str) -> str:
+    return first17 + ID_CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
+
+
+def mask_id_number(id_number: str) -> str:
+    return id_number[:6] + "*" * 8 + id_number[-4:]
+
+
+DETERMINATION_RANK = {"proposed": 0, "approved": 1, "denied": 1}
+PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "returned": 2}
+
+
+def supersedes(ranks: dict[str, int], current: str | None, incoming: str) -> bool:
+    """Events from different topics can arrive out of order: a later stage never yields to an earlier one."""
+    return current is None or ranks[incoming] >= ranks[current]
+
+
+def case_status(verified: bool, determination_statuses: list[str]) -> str:
+    if "approved" in determination_statuses:
+        return "approved"
+    if determination_statuses and all(s == "denied" for s in determination_statuses):
+        return "denied"
+    if "proposed" in determination_statuses:
+        return "proposed"
+    return "verified" if verified else "submitted"

@@ -1,0 +1,29 @@
+"""Kafka → intake: every other service's case events feed the read model. No business logic here."""
+
+from __future__ import annotations
+
+from intake import service
+from shared.contracts.base import Event
+from shared.db.uow import UnitOfWork
+from shared.messaging.consumer import Handler
+from shared.messaging.envelope import Envelope
+
+
+async def on_case_event(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
+    await service.record_event(uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time)
+
+
+HANDLERS: dict[str, Handler] = {
+    event_type: on_case_event
+    for event_type in (
+        "eligibility.verification.completed",
+        "eligibility.determination.proposed",
+        "eligibility.determination.approved",
+        "eligibility.determination.denied",
+        "disbursement.payment.instructed",
+        "disbursement.payment.settled",
+        "disbursement.payment.failed",
+        "disbursement.payment.returned",
+        "referral.need.published",
+    )
+}

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db.base import Money, UtcDateTime, new_metadata
+from shared.messaging.tables import messaging_tables
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+messaging = messaging_tables(Base.metadata)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(30))
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    street: Mapped[str | None] = mapped_column(String(12))
+    community: Mapped[str | None] = mapped_column(String(15))
+    channel: Mapped[str] = mapped_column(String(20))
+    programmes: Mapped[list[str]] = mapped_column(JSON)
+    household: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payee_account: Mapped[str | None] = mapped_column(String(40))
+    submitted_on: Mapped[date]
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Member(Base):
+    """A person on a case. The ID number is stored as given for now: encryption with a keyed lookup hash is
+    the personal-data issue's work, not done yet."""
+
+    __tablename__ = "members"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    relationship: Mapped[str] = mapped_column(String(20))
+
+
+class CaseEvent(Base):
+    """The timeline: every event about the case, from any service, once."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_time", "case_id", "occurred_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(36))
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    event_type: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CaseDetermination(Base):
+    __tablename__ = "case_determinations"
+
+    determination_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    programme: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    monthly_amount: Mapped[Decimal | None] = mapped_column(Money())
+    amount: Mapped[Decimal | None] = mapped_column(Money())
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    decided_on: Mapped[date | None]
+    rule: Mapped[str] = mapped_column(String(100), default="")
+
+
+class CasePayment(Base):
+    __tablename__ = "case_payments"
+
+    payment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    determination_id: Mapped[str] = mapped_column(String(36))
+    programme: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(7))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    status: Mapped[str] = mapped_column(String(20))
+    bank_reference: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class CaseReferral(Base):
+    __tablename__ = "case_referrals"
+
+    referral_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(30))
+    area: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[Decimal | None] = mapped_column(Money())

@@ -1,0 +1,181 @@
+"""Intake's use cases. They change state and queue events; the entrypoint that opened the unit of work commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from intake.api.schemas import ApplicationCreate
+from intake.domain import DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
+from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member
+from intake.repository import CaseRepository
+from shared.contracts.base import Event
+from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
+from shared.contracts.eligibility import (
+    DeterminationApproved,
+    DeterminationDenied,
+    DeterminationProposed,
+    VerificationCompleted,
+)
+from shared.contracts.intake import PROGRAMMES, ApplicationSubmitted, HouseholdFacts
+from shared.contracts.referral import NeedPublished
+from shared.db.base import utcnow
+from shared.db.uow import UnitOfWork
+from shared.errors import NotFound
+
+SOURCE = "/doudi/intake"
+PAYMENT_STATUS = {
+    "disbursement.payment.instructed": "pending",
+    "disbursement.payment.settled": "settled",
+    "disbursement.payment.failed": "failed",
+    "disbursement.payment.returned": "returned",
+}
+
+
+class CaseNotFound(NotFound):
+    title = "Case not found"
+
+
+async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Case:
+    now = utcnow()
+    case_id = str(uuid.uuid4())
+    facts = HouseholdFacts.model_validate(
+        {**command.household.model_dump(mode="json"), "emergency": command.emergency}
+    )
+    programmes = list(command.programmes or PROGRAMMES)
+    case = Case(
+        case_id=case_id,
+        status="submitted",
+        region=command.region,
+        street=command.street,
+        community=command.community,
+        channel=command.channel,
+        programmes=programmes,
+        household=facts.model_dump(mode="json"),
+        payee_account=command.payee_account,
+        submitted_on=now.date(),
+        created_at=now,
+        updated_at=now,
+    )
+    members = [
+        Member(case_id=case_id, ref=m.ref, name=m.name, id_number=m.id_number, relationship=m.relationship)
+        for m in command.household.members
+    ]
+    repository = CaseRepository(uow.session)
+    repository.add(case, members)
+    await uow.session.flush()
+    event = ApplicationSubmitted(
+        case_id=case_id,
+        region=command.region,
+        street=command.street,
+        community=command.community,
+        channel=command.channel,
+        programmes=programmes,
+        household=facts,
+        submitted_at=now.date(),
+        payee_account=command.payee_account,
+    )
+    event_id = await uow.outbox.add(event, key=case_id)
+    await repository.add_event(
+        case_id=case_id, event_id=event_id, event_type=event.event_type, source=SOURCE, occurred_at=now,
+        summary={"channel": command.channel, "programmes": programmes,
+                 "members": len(command.household.members)},
+    )
+    return case
+
+
+async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime) -> None:
+    """Fold another service's event into the case read model and its timeline. Order-tolerant: events of
+    one case can arrive from different topics in any order."""
+    case_id: str = event.case_id  # type: ignore[attr-defined]
+    repository = CaseRepository(uow.session)
+    case = await repository.get(case_id, for_update=True)
+    if case is None:
+        # An event for a case this intake never saw: keep it on the timeline so nothing is lost, and let the
+        # read model pick it up should the case appear (it cannot, today, since cases originate here).
+        await repository.add_event(
+            case_id=case_id, event_id=event_id, event_type=event.event_type, source=source,
+            occurred_at=occurred_at, summary=_summary(event),
+        )
+        return
+    if not await repository.add_event(
+        case_id=case_id, event_id=event_id, event_type=event.event_type, source=source,
+        occurred_at=occurred_at, summary=_summary(event),
+    ):
+        return
+    match event:
+        case VerificationCompleted():
+            case.verified_at = case.verified_at or occurred_at
+        case DeterminationProposed() | DeterminationApproved() | DeterminationDenied():
+            status = event.event_type.rsplit(".", 1)[1]
+            row = await repository.get_determination(event.determination_id)
+            if row is None:
+                uow.session.add(
+                    CaseDetermination(
+                        determination_id=event.determination_id, case_id=case_id, programme=event.programme,
+                        status=status, monthly_amount=event.monthly_amount, amount=event.amount,
+                        reasons=[r.model_dump() for r in event.reasons], decided_on=event.decided_on,
+                        rule=event.rule,
+                    )
+                )
+            elif supersedes(DETERMINATION_RANK, row.status, status):
+                row.status = status
+                row.monthly_amount = event.monthly_amount
+                row.amount = event.amount
+                row.reasons = [r.model_dump() for r in event.reasons]
+                row.decided_on = event.decided_on
+        case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned():
+            status = PAYMENT_STATUS[event.event_type]
+            payment = await repository.get_payment(event.payment_id)
+            if payment is None:
+                payment = CasePayment(
+                    payment_id=event.payment_id, case_id=case_id, determination_id=event.determination_id,
+                    programme=event.programme, period=event.period, amount=event.amount, status=status,
+                )
+                uow.session.add(payment)
+            elif supersedes(PAYMENT_RANK, payment.status, status):
+                payment.status = status
+            if isinstance(event, PaymentSettled):
+                payment.bank_reference = event.bank_reference
+            elif isinstance(event, PaymentFailed | PaymentReturned):
+                payment.reason = event.reason
+        case NeedPublished():
+            if await repository.get_referral(event.need_id) is None:
+                uow.session.add(
+                    CaseReferral(
+                        referral_id=event.need_id, case_id=case_id, kind="charity_need", category=event.category,
+                        area=event.area, status="published", amount=event.amount,
+                    )
+                )
+    await uow.session.flush()
+    statuses = [d.status for d in await repository.list_determinations(case_id)]
+    case.status = case_status(case.verified_at is not None, statuses)
+    case.updated_at = utcnow()
+
+
+def _summary(event: Event) -> dict[str, Any]:
+    data = event.model_dump(mode="json")
+    data.pop("case_id", None)
+    return data
+
+
+async def get_case(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
+    repository = CaseRepository(uow.session)
+    case = await repository.get(case_id)
+    if case is None:
+        raise CaseNotFound(f"No case {case_id}.", case_id=case_id)
+    return {
+        "case": case,
+        "members": await repository.list_members(case_id),
+        "determinations": await repository.list_determinations(case_id),
+        "payments": await repository.list_payments(case_id),
+        "referrals": await repository.list_referrals(case_id),
+    }
+
+
+async def get_timeline(uow: UnitOfWork, case_id: str) -> list[Any]:
+    repository = CaseRepository(uow.session)
+    if await repository.get(case_id) is None:
+        raise CaseNotFound(f"No case {case_id}.", case_id=case_id)
+    return await repository.list_events(case_id)

@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from intake.api.routes import router
+from intake.handlers import HANDLERS
+from intake.models import Base, messaging
+from intake.settings import IntakeSettings
+from shared.service import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="intake",
+    settings_cls=IntakeSettings,
+    metadata=Base.metadata,
+    tables=messaging,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    handlers=lambda _settings: HANDLERS,
+    description="Households, applications and cases; the case read model and timeline.",
+)

@@ -1,0 +1,1 @@
+"""Referral: needs published to charities when government aid ends, and outreach."""

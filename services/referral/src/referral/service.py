@@ -1,0 +1,39 @@
+"""Referral's use cases; the entrypoint commits."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from referral.models import Need
+from shared.contracts.eligibility import DeterminationDenied
+from shared.contracts.referral import NeedPublished
+from shared.db.base import utcnow
+from shared.db.uow import UnitOfWork
+
+# Skeleton: a denial publishes a general living-costs need. Matching needs to charity categories, claims,
+# delivery and consent-based unmasking belong to the charity-referral issue.
+DEFAULT_CATEGORY = "food"
+
+
+async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
+    need = Need(
+        need_id=str(uuid.uuid4()), case_id=denied.case_id, determination_id=denied.determination_id,
+        category=DEFAULT_CATEGORY, area=denied.region, amount=None,
+        reason=denied.reasons[0].code if denied.reasons else "denied", status="published", created_at=utcnow(),
+    )
+    uow.session.add(need)
+    await uow.session.flush()
+    await uow.outbox.add(
+        NeedPublished(case_id=need.case_id, need_id=need.need_id, category=need.category, area=need.area,
+                      amount=need.amount, reason=need.reason),
+        key=need.case_id,
+    )
+
+
+async def list_needs(uow: UnitOfWork, area: str | None, limit: int) -> list[Need]:
+    statement = select(Need).order_by(Need.created_at.desc()).limit(limit)
+    if area:
+        statement = statement.where(Need.area == area)
+    return list((await uow.session.execute(statement)).scalars())

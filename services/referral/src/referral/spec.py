@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from referral.api.routes import router
+from referral.handlers import build_handlers
+from referral.models import Base, messaging
+from referral.settings import ReferralSettings
+from shared.service import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="referral",
+    settings_cls=ReferralSettings,
+    metadata=Base.metadata,
+    tables=messaging,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    handlers=build_handlers,
+    description="Needs published to charities, and outreach to households.",
+)

@@ -1,0 +1,5 @@
+import sys
+
+from sandbox_bank.app import main
+
+sys.exit(main())

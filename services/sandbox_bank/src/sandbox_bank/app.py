@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Header
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contracts.base import Money
+from shared.errors import Conflict, NotFound, install_problem_handlers
+from shared.logging import configure_logging, get_logger
+from shared.settings import DEV_SECRET, SettingsError, load_settings
+from shared.signing import SIGNATURE_HEADER, sign
+
+log = get_logger(__name__)
+
+
+class BankSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_BANK_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8005, ge=1, le=65535)
+    callback_secret: str = DEV_SECRET
+    callback_delay_seconds: float = Field(default=0.05, ge=0)
+    callback_attempts: int = Field(default=6, ge=1)
+
+
+class PaymentOrder(BaseModel):
+    payment_id: str = Field(min_length=1, max_length=64)
+    amount: Money
+    account: str = Field(pattern=r"^\d{8,30}$")
+    callback_url: str
+
+
+class PaymentAccepted(BaseModel):
+    bank_reference: str
+    status: str
+
+
+@dataclass
+class BankPayment:
+    order: PaymentOrder
+    reference: str
+    status: str = "accepted"
+    callbacks: list[str] = field(default_factory=list)
+
+
+class Bank:
+    def __init__(self, settings: BankSettings) -> None:
+        self.settings = settings
+        self.by_key: dict[str, BankPayment] = {}
+        self.client = httpx.AsyncClient(timeout=5.0)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def outcome(self, account: str) -> list[tuple[str, str]]:
+        if account.endswith("0000"):
+            return [("failed", "account closed")]
+        if account.endswith("9999"):
+            return [("settled", ""), ("returned", "account frozen")]
+        if account.endswith("7777"):
+            return [("settled", ""), ("settled", "")]
+        return [("settled", "")]
+
+    async def deliver(self, payment: BankPayment) -> None:
+        await asyncio.sleep(self.settings.callback_delay_seconds)
+        for status, reason in self.outcome(payment.order.account):
+            payment.status = status
+            body = json.dumps(
+                {"payment_id": payment.order.payment_id, "bank_reference": payment.reference, "status": status,
+                 "reason": reason}
+            ).encode()
+            headers = {"Content-Type": "application/json",
+                       SIGNATURE_HEADER: sign(self.settings.callback_secret, body)}
+            for attempt in range(1, self.settings.callback_attempts + 1):
+                try:
+                    response = await self.client.post(payment.order.callback_url, content=body, headers=headers)
+                    if response.status_code < 500:
+                        payment.callbacks.append(f"{status}:{response.status_code}")
+                        break
+                except httpx.HTTPError as exc:
+                    log.warning("callback_failed", payment_id=payment.order.payment_id, error=str(exc))
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            await asyncio.sleep(self.settings.callback_delay_seconds)
+
+
+def create_app(settings: BankSettings) -> FastAPI:
+    bank = Bank(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in bank.tasks:
+                task.cancel()
+            await bank.client.aclose()
+
+    app = FastAPI(title="doudi sandbox bank", lifespan=lifespan)
+    app.state.bank = bank
+    install_problem_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": "sandbox_bank"}
+
+    @app.post("/v1/payments", status_code=202, response_model=PaymentAccepted)
+    async def submit(
+        order: PaymentOrder, idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=200)]
+    ) -> PaymentAccepted:
+        existing = bank.by_key.get(idempotency_key)
+        if existing is not None:
+            if existing.order != order:
+                raise Conflict("Idempotency-Key reused with a different payment.")
+            return PaymentAccepted(bank_reference=existing.reference, status=existing.status)
+        payment = BankPayment(order=order, reference="SBX" + uuid.uuid4().hex[:16].upper())
+        bank.by_key[idempotency_key] = payment
+        task = asyncio.create_task(bank.deliver(payment))
+        bank.tasks.add(task)
+        task.add_done_callback(bank.tasks.discard)
+        return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+
+    @app.get("/v1/payments/{payment_id}", response_model=PaymentAccepted)
+    async def status(payment_id: str) -> PaymentAccepted:
+        payment = bank.by_key.get(payment_id)
+        if payment is None:
+            raise NotFound(f"No payment {payment_id}.")
+        return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+
+    @app.get("/v1/summary")
+    async def summary() -> dict[str, object]:
+        total = sum((p.order.amount for p in bank.by_key.values()), Decimal("0.00"))
+        return {"payments": len(bank.by_key), "total_amount": str(total)}
+
+    return app
+
+
+def main() -> int:
+    try:
+        settings = load_settings(BankSettings)
+    except SettingsError as exc:
+        print(f"sandbox_bank: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging("sandbox_bank")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                access_log=False)
+    return 0

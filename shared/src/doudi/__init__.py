@@ -1,0 +1,1 @@
+"""The `doudi` command line: run the stack, migrate, provision topics, try a case."""

@@ -1,0 +1,5 @@
+import sys
+
+from doudi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""Events intake publishes on `intake.application`."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.base import Event, Money
+
+Relationship = Literal["applicant", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other"]
+MemberStatus = Literal["ordinary", "imprisoned", "compulsory_rehab", "missing", "religious_detached"]
+IncomeKind = Literal[
+    "wage", "business", "property", "pension", "support_received", "unemployment_benefit",
+    "family_planning_award", "social_assistance", "basic_pension_base", "preferential_care", "scholarship",
+    "heroism_award", "other",
+]
+Channel = Literal["window", "advisor", "online", "discovery"]
+Programme = Literal[
+    "subsistence_allowance", "low_income_margin", "expenditure_hardship", "temporary_aid", "extreme_poverty"
+]
+ZERO = Decimal("0.00")
+PROGRAMMES: tuple[str, ...] = Programme.__args__  # type: ignore[attr-defined]
+
+
+class _Facts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Disability(_Facts):
+    kind: Literal["physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple"]
+    grade: int = Field(ge=1, le=4)
+
+
+class Supporter(_Facts):
+    birth_date: date
+    receives_subsistence_allowance: bool = False
+    extreme_poverty: bool = False
+    monthly_income: Money = ZERO
+
+
+class Income(_Facts):
+    kind: IncomeKind
+    monthly: Money
+
+
+class MemberFacts(_Facts):
+    """A member as the rules see them: no name and no ID number travel in events."""
+
+    ref: str = Field(min_length=1, max_length=40)
+    relationship: Relationship
+    birth_date: date
+    hukou_region: str = Field(pattern=r"^\d{6}$")
+    residence_permit_region: str | None = Field(default=None, pattern=r"^\d{6}$")
+    status: MemberStatus = "ordinary"
+    disability: Disability | None = None
+    serious_illness: bool = False
+    education: Literal["none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate"] = "none"
+    supporters: list[Supporter] = Field(default_factory=list, max_length=20)
+    incomes: list[Income] = Field(default_factory=list, max_length=50)
+
+
+class Assets(_Facts):
+    monetary: Money = ZERO
+    private_cars: int = Field(default=0, ge=0)
+    non_residential_properties: int = Field(default=0, ge=0)
+    homes: int = Field(default=0, ge=0)
+    home_floor_area_m2: Money | None = None
+
+
+class Expenditures(_Facts):
+    medical_monthly: Money = ZERO
+    education_monthly: Money = ZERO
+    other_rigid_monthly: Money = ZERO
+
+
+class Emergency(_Facts):
+    kind: Literal["fire", "traffic_accident", "sudden_illness", "disaster", "other"]
+    occurred_on: date
+    region: str = Field(pattern=r"^\d{6}$")
+
+
+class HouseholdFacts(_Facts):
+    members: list[MemberFacts] = Field(min_length=1, max_length=30)
+    assets: Assets = Field(default_factory=Assets)
+    expenditures: Expenditures = Field(default_factory=Expenditures)
+    emergency: Emergency | None = None
+
+
+class ApplicationSubmitted(Event):
+    event_type = "intake.application.submitted"
+
+    case_id: str
+    region: str
+    street: str | None = None
+    community: str | None = None
+    channel: Channel
+    programmes: list[Programme]
+    household: HouseholdFacts
+    submitted_at: date
+    payee_account: str | None = None

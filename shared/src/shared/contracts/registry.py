@@ -1,0 +1,22 @@
+"""Every event type, by its CloudEvents `type`: what a consumer parses a payload into."""
+
+from __future__ import annotations
+
+from shared.contracts import disbursement, eligibility, intake, referral
+from shared.contracts.base import Event
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    model.event_type: model
+    for model in (
+        intake.ApplicationSubmitted,
+        eligibility.VerificationCompleted,
+        eligibility.DeterminationProposed,
+        eligibility.DeterminationApproved,
+        eligibility.DeterminationDenied,
+        disbursement.PaymentInstructed,
+        disbursement.PaymentSettled,
+        disbursement.PaymentFailed,
+        disbursement.PaymentReturned,
+        referral.NeedPublished,
+    )
+}

@@ -1,0 +1,83 @@
+"""Errors as RFC 9457 problem+json. Domain errors carry their own status; 422 is for payload validation only.
+
+No stack trace, SQL or exception text ever reaches a client: an unexpected error is a bare 500 problem whose
+details go to the log with the correlation id the client also receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logging import get_logger
+from shared.messaging.context import trace
+
+PROBLEM = "application/problem+json"
+log = get_logger(__name__)
+
+
+class DomainError(Exception):
+    status_code = 400
+    title = "Bad request"
+    type_ = "about:blank"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    title = "Conflict"
+
+
+class Unprocessable(DomainError):
+    status_code = 422
+    title = "Unprocessable content"
+
+
+def problem(status: int, title: str, detail: str, request: Request | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    body["correlation_id"] = trace().correlation_id
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status_code, exc.title, exc.detail, request, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return problem(
+            422, "Unprocessable content", f"{first['field']}: {first['message']}", request, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", path=request.url.path, error_class=type(exc).__name__, exc_info=exc)
+        return problem(500, "Internal server error", "The request could not be completed.", request)

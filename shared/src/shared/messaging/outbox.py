@@ -1,0 +1,40 @@
+"""Writing events: an outbox row in the same transaction as the state change. A request never talks to Kafka."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.base import Event
+from shared.db.base import utcnow
+from shared.messaging.context import trace
+from shared.messaging.topics import topic_for
+
+
+class Outbox:
+    def __init__(self, session: AsyncSession, table: Table) -> None:
+        self._session = session
+        self._table = table
+        self.pending = 0
+
+    async def add(self, event: Event, *, key: str) -> str:
+        """Queue `event` for publication with Kafka key `key` (the case id); returns the event id."""
+        event_id = str(uuid.uuid4())
+        context = trace()
+        await self._session.execute(
+            insert(self._table).values(
+                event_id=event_id,
+                topic=topic_for(event.event_type),
+                kafka_key=key,
+                event_type=event.event_type,
+                payload=event.model_dump(mode="json"),
+                traceparent=context.traceparent,
+                correlation_id=context.correlation_id,
+                created_at=utcnow(),
+                attempts=0,
+            )
+        )
+        self.pending += 1
+        return event_id

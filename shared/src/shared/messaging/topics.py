@@ -1,0 +1,50 @@
+"""The one registry of topics: the embedded broker and production provisioning both create exactly these.
+
+Topic names are `<service>.<aggregate>`; every topic has a dead-letter twin `<topic>.dlq`. Partition counts are
+the unit of consumer parallelism, so they bound how many replicas of a worker can share the load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    description: str
+
+    @property
+    def dlq(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("intake.application", 8, "applications submitted at the window, by advisors, online or by discovery"),
+    Topic("eligibility.verification", 8, "economic-status verification (means test) results"),
+    Topic("eligibility.determination", 8, "eligibility decisions per programme: proposed, approved, denied"),
+    Topic("disbursement.payment", 8, "payments to households: settled, failed, returned"),
+    Topic("referral.need", 8, "needs published to charities, claims and deliveries"),
+)
+DLQ_PARTITIONS = 1
+
+
+def topic_for(event_type: str) -> str:
+    """`intake.application.submitted` travels on `intake.application`."""
+    service, aggregate, _verb = event_type.split(".", 2)
+    name = f"{service}.{aggregate}"
+    if name not in {t.name for t in TOPICS}:
+        raise ValueError(f"no topic registered for event type {event_type!r}")
+    return name
+
+
+def all_topics() -> list[tuple[str, int]]:
+    """Every (topic, partitions) pair to create, dead-letter topics included."""
+    pairs: list[tuple[str, int]] = []
+    for topic in TOPICS:
+        pairs.append((topic.name, topic.partitions))
+        pairs.append((topic.dlq, DLQ_PARTITIONS))
+    return pairs

@@ -1,0 +1,271 @@
+"""What every service is made of: a FastAPI app, a Kafka worker and an outbox relay around one database.
+
+A service describes itself with a `ServiceSpec`; `create_app` and `main` build and run it. Roles:
+`all` (API, worker and relay in one process: what `doudi up` runs), or `api`, `worker`, `relay` alone (what
+a production deployment scales separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.uow import UnitOfWork
+from shared.errors import install_problem_handlers, problem
+from shared.logging import configure_logging, get_logger
+from shared.messaging.consumer import ConsumerRunner, Handler
+from shared.messaging.context import TraceContext, current_trace
+from shared.messaging.envelope import TRACEPARENT
+from shared.messaging.kafka import broker_reachable, make_producer
+from shared.messaging.outbox import Outbox
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.tables import MessagingTables
+from shared.settings import ServiceSettings, SettingsError, load_settings
+
+log = get_logger(__name__)
+ROLES = ("all", "api", "worker", "relay")
+CORRELATION_HEADER = "X-Correlation-ID"
+
+Background = Callable[["Runtime", asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    settings_cls: type[ServiceSettings]
+    metadata: MetaData
+    tables: MessagingTables
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    # Kafka handlers by event type, built from the loaded settings.
+    handlers: Callable[[Any], dict[str, Handler]] = lambda _settings: {}
+    # Extra loops a worker runs beside the consumer (the payment submitter, say).
+    background: Sequence[Background] = ()
+    description: str = ""
+
+
+class Runtime:
+    """The live parts of one service process."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.engine: AsyncEngine = make_engine(settings.database_url)
+        self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self.runner: ConsumerRunner | None = None
+        self.wakers: list[Callable[[], None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+
+    def uow(self) -> UnitOfWork:
+        table = self.spec.tables.outbox
+        return UnitOfWork(self.sessionmaker, lambda session: Outbox(session, table), self.wakers)
+
+    async def start(self, roles: set[str]) -> None:
+        if roles & {"worker", "relay"}:
+            self.producer = make_producer(self.settings.kafka_bootstrap_servers)
+            await _start_with_retry(self.producer, self._stop)
+        if "relay" in roles:
+            assert self.producer is not None
+            self.relay = OutboxRelay(
+                engine=self.engine,
+                table=self.spec.tables.outbox,
+                producer=self.producer,
+                service=self.spec.name,
+                source=self.settings.source,
+                batch_size=self.settings.relay_batch_size,
+                idle_seconds=self.settings.relay_idle_seconds,
+                prune_after_days=self.settings.relay_prune_after_days,
+            )
+            self.wakers.append(self.relay.wake)
+            self._spawn(self.relay.run(self._stop), "relay")
+        if "worker" in roles:
+            assert self.producer is not None
+            handlers = self.spec.handlers(self.settings)
+            if handlers:
+                self.runner = ConsumerRunner(
+                    service=self.spec.name,
+                    bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                    handlers=handlers,
+                    uow_factory=self.uow,
+                    inbox_table=self.spec.tables.inbox,
+                    dlq_producer=self.producer,
+                    batch_size=self.settings.consumer_batch_size,
+                    max_attempts=self.settings.consumer_max_attempts,
+                    backoff_seconds=self.settings.consumer_backoff_seconds,
+                    stall_seconds=self.settings.consumer_stall_seconds,
+                )
+                self._spawn(self.runner.run(self._stop), "consumer")
+            for loop in self.spec.background:
+                self._spawn(loop(self, self._stop), getattr(loop, "__name__", "background"))
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background_task_crashed", task=name)
+                raise
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.spec.name}-{name}"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=15)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.producer is not None:
+            with contextlib.suppress(TimeoutError, KafkaError):
+                await asyncio.wait_for(self.producer.stop(), 10)
+        await self.engine.dispose()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = (
+            "ok" if await broker_reachable(self.settings.kafka_bootstrap_servers) else "unreachable"
+        )
+        if self.runner is not None:
+            checks["consumer"] = "stalled" if self.runner.stalled else "ok"
+        if self.relay is not None and self.relay.last_error:
+            checks["relay"] = f"failing: {self.relay.last_error[:200]}"
+        return checks
+
+
+async def _start_with_retry(producer: AIOKafkaProducer, stop: asyncio.Event, attempts: int = 30) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            await producer.start()
+            return
+        except KafkaError as exc:
+            if attempt == attempts or stop.is_set():
+                raise
+            log.warning("broker_unreachable_retrying", attempt=attempt, error=str(exc))
+            await asyncio.sleep(min(5.0, 0.2 * attempt))
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | None = None) -> FastAPI:
+    roles = roles if roles is not None else {"api", "worker", "relay"}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(spec, settings)
+        app.state.runtime = runtime
+        await runtime.start(roles)
+        log.info("service_started", roles=sorted(roles), port=settings.port)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def trace_context(request: Request, call_next: Any) -> Any:
+        context = TraceContext.new()
+        context = TraceContext(
+            traceparent=request.headers.get(TRACEPARENT) or context.traceparent,
+            correlation_id=request.headers.get(CORRELATION_HEADER) or context.correlation_id,
+        )
+        token = current_trace.set(context)
+        try:
+            response = await call_next(request)
+        finally:
+            current_trace.reset(token)
+        response.headers[CORRELATION_HEADER] = context.correlation_id
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        checks = await runtime.readiness()
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem(503, "Not ready", "A dependency is not available.", checks=checks)
+
+    app.mount("/metrics", make_asgi_app())
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+async def _run_headless(spec: ServiceSpec, settings: ServiceSettings, roles: set[str]) -> None:
+    runtime = Runtime(spec, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runtime.request_stop)
+    await runtime.start(roles)
+    log.info("service_started", roles=sorted(roles))
+    try:
+        await runtime.wait()
+    finally:
+        await runtime.stop()
+
+
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {spec.name}", description=spec.description)
+    parser.add_argument("role", nargs="?", default="all", choices=ROLES)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(spec.settings_cls)
+    except SettingsError as exc:
+        print(f"{spec.name}: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging(spec.name, settings.log_level, settings.log_json)
+    roles = {"api", "worker", "relay"} if args.role == "all" else {args.role}
+    if "api" in roles:
+        app = create_app(spec, settings, roles)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+        uvicorn.Server(config).run()
+        return 0
+    asyncio.run(_run_headless(spec, settings, roles))
+    return 0
