@@ -87,7 +87,8 @@ class Envelope:
             raise MalformedEnvelope("event data must be a JSON object")
         if not attributes.get("subject"):
             raise MalformedEnvelope("event has no subject (the case id)")
-        known = {"id", "type", "source", "subject", "time", "specversion", "datacontenttype", "correlationid"}
+        known = {"id", "type", "source", "subject", "time", "specversion", "datacontenttype", "correlationid",
+                 "partitionkey"}
         traceparent = header_map.get(TRACEPARENT, b"")
         return cls(
             id=str(attributes["id"]),

@@ -1,0 +1,37 @@
+import pytest
+
+from intake.settings import IntakeSettings
+from shared.settings import SettingsError, load_settings
+
+
+class TestSettings:
+    def test_defaults_put_the_database_under_the_data_folder(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DOUDI_DATA_DIR", "/tmp/somewhere")
+        settings = load_settings(IntakeSettings)
+        assert settings.database_url == "sqlite+aiosqlite:////tmp/somewhere/intake.db"
+        assert settings.port == 8001
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("DOUDI_KAFKA_BOOTSTRAP_SERVERS", "no-port-here"),
+            ("INTAKE_PORT", "eighty"),
+            ("INTAKE_DATABASE_URL", "mysql://x"),
+            ("DOUDI_ENV", "staging"),
+            ("DOUDI_CONSUMER_MAX_ATTEMPTS", "0"),
+        ],
+    )
+    def test_a_bad_setting_is_one_line_naming_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    ) -> None:
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(SettingsError) as caught:
+            load_settings(IntakeSettings)
+        message = str(caught.value)
+        assert variable in message
+        assert "\n" not in message
+
+    def test_production_requires_an_explicit_database(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DOUDI_ENV", "production")
+        with pytest.raises(SettingsError, match="database_url"):
+            load_settings(IntakeSettings)
