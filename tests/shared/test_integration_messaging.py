@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +15,7 @@ from shared.contracts.referral import NeedPublished
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import ConsumerRunner
 from shared.messaging.envelope import Envelope
-from shared.messaging.kafka import make_producer
-from tests.conftest import ServiceFactory, eventually
+from tests.conftest import ServiceFactory, eventually, manual
 from tests.factories import TODAY
 from tests.kafka_helpers import (
     NoCommitConsumer,
@@ -47,16 +44,6 @@ async def count_needs(runtime: Any, case_id: str | None = None) -> int:
         return int((await conn.execute(statement)).scalar_one())
 
 
-@contextlib.asynccontextmanager
-async def manual(services: ServiceFactory) -> AsyncIterator[Any]:
-    """The referral service's database and a producer, but none of its own loops: the test drives the
-    relay and the runner by hand (a running worker would consume the test's records first)."""
-    async with services.run("referral", roles=set()) as runtime:
-        runtime.producer = make_producer(runtime.settings.kafka_bootstrap_servers)
-        await runtime.producer.start()
-        yield runtime
-
-
 def runner_for(runtime: Any, handlers: dict[str, Any], **kwargs: Any) -> ConsumerRunner:
     options: dict[str, Any] = {"max_attempts": 3, "backoff_seconds": 0.01, "group_id": f"test-{uuid.uuid4()}"}
     options.update(kwargs)
@@ -68,7 +55,7 @@ def runner_for(runtime: Any, handlers: dict[str, Any], **kwargs: Any) -> Consume
 
 class TestOutboxRelay:
     async def test_publishes_in_order_per_key_and_marks_rows(self, services: ServiceFactory) -> None:
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             from shared.messaging.relay import OutboxRelay
 
             relay = OutboxRelay(engine=runtime.engine, table=messaging.outbox, producer=runtime.producer,
@@ -96,7 +83,7 @@ class TestOutboxRelay:
     async def test_a_crash_before_marking_republishes_and_the_consumer_ignores_the_duplicate(
         self, services: ServiceFactory
     ) -> None:
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             from shared.messaging.relay import OutboxRelay
             from referral.handlers import on_determination_denied
 
@@ -126,7 +113,7 @@ class TestConsumerRunner:
     ) -> None:
         from referral.handlers import on_determination_denied
 
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             case_id = str(uuid.uuid4())
             bootstrap = runtime.settings.kafka_bootstrap_servers
             await publish(bootstrap, envelope_for(denied(case_id), key=case_id))
@@ -151,7 +138,7 @@ class TestConsumerRunner:
                 raise RuntimeError("handler cannot cope")
             await on_determination_denied(uow, event, envelope)
 
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             case_id = str(uuid.uuid4())
             bootstrap = runtime.settings.kafka_bootstrap_servers
             bad = denied(case_id).model_copy(update={"reasons": [Reason(code="poison")]})
@@ -178,7 +165,7 @@ class TestConsumerRunner:
     async def test_an_unreadable_record_goes_to_the_dlq_without_retries(self, services: ServiceFactory) -> None:
         from referral.handlers import on_determination_denied
 
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             case_id = str(uuid.uuid4())
             bootstrap = runtime.settings.kafka_bootstrap_servers
             await publish_raw(bootstrap, "eligibility.determination", case_id.encode(), b"\x00garbage", [])
@@ -206,7 +193,7 @@ class TestConsumerRunner:
             await eventually(lambda: _offsets_committed(bootstrap, runtime.runner.group_id))
 
     async def test_the_watchdog_replaces_a_consumer_that_stops_polling(self, services: ServiceFactory) -> None:
-        async with manual(services) as runtime:
+        async with manual(services, "referral") as runtime:
             runner = runner_for(runtime, {"eligibility.determination.denied": lambda *a: None}, stall_seconds=0.3)
             calls: list[int] = []
 
