@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test test-unit test-integration test-e2e test-postgres lint fmt migrate clean
+.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate clean
 
 install: $(STAMP)
 
@@ -24,8 +24,8 @@ migrate: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: install
-	$(BIN)/python -m pytest tests -m "not e2e" -k unit $(PYTEST_ARGS)
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
 	$(BIN)/python -m pytest tests -m e2e $(PYTEST_ARGS)

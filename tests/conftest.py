@@ -45,8 +45,11 @@ async def _pg_admin(statement: str) -> None:
 
     url = make_url(PG_ADMIN_URL)
     conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database=url.database or "postgres",
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
     )
     try:
         await conn.execute(statement)
@@ -188,8 +191,12 @@ async def deliver_twice(runtime: Runtime, event: Any, *, key: str) -> None:
     assert sum(len(records) for records in batches.values()) == 2
     assert runtime.producer is not None
     runner = ConsumerRunner(
-        service=runtime.spec.name, bootstrap_servers=bootstrap, handlers=runtime.spec.handlers(runtime.settings),
-        uow_factory=runtime.uow, inbox_table=runtime.spec.tables.inbox, dlq_producer=runtime.producer,
+        service=runtime.spec.name,
+        bootstrap_servers=bootstrap,
+        handlers=runtime.spec.handlers(runtime.settings),
+        uow_factory=runtime.uow,
+        inbox_table=runtime.spec.tables.inbox,
+        dlq_producer=runtime.producer,
         max_attempts=1,
     )
     # Once as a batch, then again as a redelivery of the same records.

@@ -18,15 +18,17 @@ def application(
 ) -> dict[str, Any]:
     people = []
     for i in range(members):
-        people.append({
-            "ref": f"m{i + 1}",
-            "name": f"成员{i + 1}",
-            "id_number": id_number(serial=10 + i),
-            "relationship": "applicant" if i == 0 else "spouse" if i == 1 else "child",
-            "birth_date": "1980-05-01",
-            "hukou_region": "310115",
-            "incomes": [{"kind": "wage", "monthly": wage}] if i == 0 else [],
-        })
+        people.append(
+            {
+                "ref": f"m{i + 1}",
+                "name": f"成员{i + 1}",
+                "id_number": id_number(serial=10 + i),
+                "relationship": "applicant" if i == 0 else "spouse" if i == 1 else "child",
+                "birth_date": "1980-05-01",
+                "hukou_region": "310115",
+                "incomes": [{"kind": "wage", "monthly": wage}] if i == 0 else [],
+            }
+        )
     body: dict[str, Any] = {
         "region": "310115",
         "channel": "window",
@@ -41,8 +43,15 @@ def application(
 
 def household_facts() -> dict[str, Any]:
     return {
-        "members": [{"ref": "m1", "relationship": "applicant", "birth_date": "1980-05-01", "hukou_region": "310115",
-                     "incomes": [{"kind": "wage", "monthly": "500.00"}]}],
+        "members": [
+            {
+                "ref": "m1",
+                "relationship": "applicant",
+                "birth_date": "1980-05-01",
+                "hukou_region": "310115",
+                "incomes": [{"kind": "wage", "monthly": "500.00"}],
+            }
+        ],
     }
 
 

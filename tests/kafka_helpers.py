@@ -16,8 +16,13 @@ from shared.messaging.topics import topic_for
 
 def envelope_for(event: Event, *, key: str, event_id: str | None = None) -> Envelope:
     return Envelope(
-        id=event_id or str(uuid.uuid4()), type=event.event_type, source="/tests", subject=key,
-        time=datetime.now(UTC), data=event.model_dump(mode="json"), traceparent=new_traceparent(),
+        id=event_id or str(uuid.uuid4()),
+        type=event.event_type,
+        source="/tests",
+        subject=key,
+        time=datetime.now(UTC),
+        data=event.model_dump(mode="json"),
+        traceparent=new_traceparent(),
         correlation_id=str(uuid.uuid4()),
     )
 
@@ -28,12 +33,16 @@ async def publish(bootstrap: str, *envelopes: Envelope, topic: str | None = None
     try:
         for envelope in envelopes:
             key, value, headers = envelope.to_kafka()
-            await producer.send_and_wait(topic or topic_for(envelope.type), value=value, key=key, headers=headers)
+            await producer.send_and_wait(
+                topic or topic_for(envelope.type), value=value, key=key, headers=headers
+            )
     finally:
         await producer.stop()
 
 
-async def publish_raw(bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+async def publish_raw(
+    bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -47,8 +56,9 @@ async def read_topic(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on `topic` whose key is in `keys`, once `expect` of them have arrived (or on timeout)."""
     # No consumer group: assigning the partitions directly skips the group join and its rebalance delay.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     partitions = consumer.partitions_for_topic(topic) or set()
     if not partitions:

@@ -17,13 +17,20 @@ from tests.factories import TODAY
 
 def approved(case_id: str, account: str | None = "6222021001112223") -> DeterminationApproved:
     return DeterminationApproved(
-        case_id=case_id, determination_id=str(uuid.uuid4()), programme="subsistence_allowance", region="310115",
-        decided_on=TODAY, monthly_amount=Decimal("830.00"), payee_account=account,
+        case_id=case_id,
+        determination_id=str(uuid.uuid4()),
+        programme="subsistence_allowance",
+        region="310115",
+        decided_on=TODAY,
+        monthly_amount=Decimal("830.00"),
+        payee_account=account,
     )
 
 
 class TestOpenEntitlement:
-    async def test_delivered_twice_opens_one_entitlement_and_one_payment(self, services: ServiceFactory) -> None:
+    async def test_delivered_twice_opens_one_entitlement_and_one_payment(
+        self, services: ServiceFactory
+    ) -> None:
         async with manual(services, "disbursement") as runtime:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, approved(case_id), key=case_id)
@@ -31,7 +38,9 @@ class TestOpenEntitlement:
             assert await count(runtime, Payment, Payment.case_id == case_id) == 1
             assert await count(runtime, messaging.outbox, messaging.outbox.c.kafka_key == case_id) == 1
             async with runtime.sessionmaker() as session:
-                payment = (await session.execute(select(Payment).where(Payment.case_id == case_id))).scalar_one()
+                payment = (
+                    await session.execute(select(Payment).where(Payment.case_id == case_id))
+                ).scalar_one()
             assert payment.period == "2026-12"  # the month after approval
             assert payment.amount == Decimal("830.00")
             assert payment.status == "pending"
@@ -41,7 +50,9 @@ class TestOpenEntitlement:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, approved(case_id, account=None), key=case_id)
             async with runtime.sessionmaker() as session:
-                payment = (await session.execute(select(Payment).where(Payment.case_id == case_id))).scalar_one()
+                payment = (
+                    await session.execute(select(Payment).where(Payment.case_id == case_id))
+                ).scalar_one()
             assert payment.status == "held"
             assert await count(runtime, messaging.outbox, messaging.outbox.c.kafka_key == case_id) == 0
 
@@ -61,7 +72,9 @@ def _signed(body: dict[str, str], secret: str = DEV_SECRET) -> tuple[bytes, dict
 
 
 class TestBankCallback:
-    async def test_a_bad_signature_is_refused_with_401_and_changes_nothing(self, services: ServiceFactory) -> None:
+    async def test_a_bad_signature_is_refused_with_401_and_changes_nothing(
+        self, services: ServiceFactory
+    ) -> None:
         async with api_client(services, "disbursement") as client:
             payment = await _payment(client, str(uuid.uuid4()))
             body = {"payment_id": payment.payment_id, "bank_reference": "R1", "status": "settled"}
@@ -85,12 +98,28 @@ class TestBankCallback:
                 assert response.json()["status"] == "settled"
             late_failure = {"payment_id": payment.payment_id, "bank_reference": "R1", "status": "failed"}
             raw, headers = _signed(late_failure)
-            assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()["status"] == "settled"
+            assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()[
+                "status"
+            ] == "settled"
             outbox = messaging.outbox
-            assert await count(client.runtime, outbox, outbox.c.kafka_key == case_id,
-                               outbox.c.event_type == "disbursement.payment.settled") == 1
-            assert await count(client.runtime, outbox, outbox.c.kafka_key == case_id,
-                               outbox.c.event_type == "disbursement.payment.failed") == 0
+            assert (
+                await count(
+                    client.runtime,
+                    outbox,
+                    outbox.c.kafka_key == case_id,
+                    outbox.c.event_type == "disbursement.payment.settled",
+                )
+                == 1
+            )
+            assert (
+                await count(
+                    client.runtime,
+                    outbox,
+                    outbox.c.kafka_key == case_id,
+                    outbox.c.event_type == "disbursement.payment.failed",
+                )
+                == 0
+            )
 
     async def test_a_callback_for_an_unknown_payment_is_404(self, services: ServiceFactory) -> None:
         async with api_client(services, "disbursement") as client:

@@ -15,8 +15,13 @@ def submitted(case_id: str, wage: str = "500.00") -> ApplicationSubmitted:
     facts = household_facts()
     facts["members"][0]["incomes"][0]["monthly"] = wage
     return ApplicationSubmitted(
-        case_id=case_id, region="310115", channel="window", programmes=["subsistence_allowance"],
-        household=HouseholdFacts.model_validate(facts), submitted_at=TODAY, payee_account="6222021001112223",
+        case_id=case_id,
+        region="310115",
+        channel="window",
+        programmes=["subsistence_allowance"],
+        household=HouseholdFacts.model_validate(facts),
+        submitted_at=TODAY,
+        payee_account="6222021001112223",
     )
 
 
@@ -28,10 +33,17 @@ class TestAssessApplication:
             assert await count(runtime, Verification, Verification.case_id == case_id) == 1
             assert await count(runtime, Determination, Determination.case_id == case_id) == 1
             async with runtime.engine.connect() as conn:
-                types = (await conn.execute(
-                    select(messaging.outbox.c.event_type).where(messaging.outbox.c.kafka_key == case_id)
-                    .order_by(messaging.outbox.c.seq)
-                )).scalars().all()
+                types = (
+                    (
+                        await conn.execute(
+                            select(messaging.outbox.c.event_type)
+                            .where(messaging.outbox.c.kafka_key == case_id)
+                            .order_by(messaging.outbox.c.seq)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             assert types == ["eligibility.verification.completed", "eligibility.determination.approved"]
 
     async def test_income_below_the_standard_is_approved_with_the_gap(self, services: ServiceFactory) -> None:
@@ -39,7 +51,9 @@ class TestAssessApplication:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, submitted(case_id, wage="500.00"), key=case_id)
             async with runtime.sessionmaker() as session:
-                found = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalar_one()
+                found = (
+                    await session.execute(select(Determination).where(Determination.case_id == case_id))
+                ).scalar_one()
             assert found.status == "approved"
             assert found.monthly_amount == Decimal("830.00")  # (1330 - 500) x 1 member
             assert found.reasons[0]["source"] == "上海市社会救助条例 第十六条"
@@ -49,6 +63,8 @@ class TestAssessApplication:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, submitted(case_id, wage="1330.00"), key=case_id)
             async with runtime.sessionmaker() as session:
-                found = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalar_one()
+                found = (
+                    await session.execute(select(Determination).where(Determination.case_id == case_id))
+                ).scalar_one()
             assert found.status == "denied"
             assert found.reasons[0]["code"] == "income_not_below_standard"

@@ -14,13 +14,15 @@ from tests.factories import application
 
 async def nothing_written(client: Any) -> bool:
     runtime = client.runtime
-    return all([
-        await count(runtime, Case) == 0,
-        await count(runtime, Member) == 0,
-        await count(runtime, CaseEvent) == 0,
-        await count(runtime, messaging.outbox) == 0,
-        await count(runtime, messaging.idempotency) == 0,
-    ])
+    return all(
+        [
+            await count(runtime, Case) == 0,
+            await count(runtime, Member) == 0,
+            await count(runtime, CaseEvent) == 0,
+            await count(runtime, messaging.outbox) == 0,
+            await count(runtime, messaging.idempotency) == 0,
+        ]
+    )
 
 
 class TestSubmitApplication:
@@ -32,8 +34,15 @@ class TestSubmitApplication:
             assert body["status"] == "submitted"
             assert response.headers["location"] == f"/v1/cases/{body['case_id']}"
             outbox = messaging.outbox
-            assert await count(client.runtime, outbox, outbox.c.kafka_key == body["case_id"],
-                               outbox.c.event_type == "intake.application.submitted") == 1
+            assert (
+                await count(
+                    client.runtime,
+                    outbox,
+                    outbox.c.kafka_key == body["case_id"],
+                    outbox.c.event_type == "intake.application.submitted",
+                )
+                == 1
+            )
 
     async def test_the_event_carries_no_name_or_id_number(self, services: ServiceFactory) -> None:
         from sqlalchemy import select
@@ -58,7 +67,9 @@ class TestSubmitApplication:
             assert await count(client.runtime, Case) == 1
             assert await count(client.runtime, messaging.outbox) == 1
 
-    async def test_same_key_with_another_body_is_409_and_writes_nothing(self, services: ServiceFactory) -> None:
+    async def test_same_key_with_another_body_is_409_and_writes_nothing(
+        self, services: ServiceFactory
+    ) -> None:
         async with api_client(services, "intake") as client:
             headers = {"Idempotency-Key": "window-43"}
             await client.post("/v1/applications", json=application(), headers=headers)
@@ -70,21 +81,39 @@ class TestSubmitApplication:
     @pytest.mark.parametrize(
         ("mutate", "field"),
         [
-            (lambda b: b["household"]["members"][0].update(birth_date="1980-13-45"), "household.members.0.birth_date"),
-            (lambda b: b["household"]["members"][0].update(id_number="310115198005010014"),
-             "household.members.0.id_number"),
+            (
+                lambda b: b["household"]["members"][0].update(birth_date="1980-13-45"),
+                "household.members.0.birth_date",
+            ),
+            (
+                lambda b: b["household"]["members"][0].update(id_number="310115198005010014"),
+                "household.members.0.id_number",
+            ),
             (lambda b: b["household"].update(members=[]), "household.members"),
-            (lambda b: b["household"]["members"][0]["incomes"][0].update(monthly="-5.00"),
-             "household.members.0.incomes.0.monthly"),
-            (lambda b: b["household"]["members"][0]["incomes"][0].update(kind="lottery"),
-             "household.members.0.incomes.0.kind"),
+            (
+                lambda b: b["household"]["members"][0]["incomes"][0].update(monthly="-5.00"),
+                "household.members.0.incomes.0.monthly",
+            ),
+            (
+                lambda b: b["household"]["members"][0]["incomes"][0].update(kind="lottery"),
+                "household.members.0.incomes.0.kind",
+            ),
             (lambda b: b.update(region="31"), "region"),
             (lambda b: b.update(channel="fax"), "channel"),
             (lambda b: b.pop("consent"), "consent"),
             (lambda b: b.update(surprise=True), "surprise"),
         ],
-        ids=["birth-date", "id-check-digit", "no-members", "negative-income", "unknown-income-kind", "region",
-             "channel", "no-consent", "unknown-field"],
+        ids=[
+            "birth-date",
+            "id-check-digit",
+            "no-members",
+            "negative-income",
+            "unknown-income-kind",
+            "region",
+            "channel",
+            "no-consent",
+            "unknown-field",
+        ],
     )
     async def test_bad_input_is_422_naming_the_field_and_writes_nothing(
         self, services: ServiceFactory, mutate: Any, field: str
@@ -110,8 +139,9 @@ class TestSubmitApplication:
 
     async def test_a_malformed_json_body_is_422(self, services: ServiceFactory) -> None:
         async with api_client(services, "intake") as client:
-            response = await client.post("/v1/applications", content=b"{not json",
-                                         headers={"Content-Type": "application/json"})
+            response = await client.post(
+                "/v1/applications", content=b"{not json", headers={"Content-Type": "application/json"}
+            )
             assert response.status_code == 422
             assert await nothing_written(client)
 
@@ -147,7 +177,9 @@ class TestHealth:
     async def test_readyz_is_503_when_the_broker_is_unreachable(self, services: ServiceFactory) -> None:
         from shared.messaging.embedded_broker import free_port
 
-        async with api_client(services, "intake", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}") as client:
+        async with api_client(
+            services, "intake", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}"
+        ) as client:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["broker"] == "unreachable"

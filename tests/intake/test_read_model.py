@@ -27,15 +27,32 @@ async def new_case(runtime: Any) -> str:
 
 def events_for(case_id: str) -> dict[str, Any]:
     determination_id, payment_id = str(uuid.uuid4()), str(uuid.uuid4())
-    determination = {"case_id": case_id, "determination_id": determination_id, "programme": "subsistence_allowance",
-                     "region": "310115", "decided_on": TODAY, "monthly_amount": Decimal("830.00"),
-                     "reasons": [Reason(code="income_below_standard")]}
-    payment = {"case_id": case_id, "payment_id": payment_id, "determination_id": determination_id,
-               "programme": "subsistence_allowance", "period": "2026-12", "amount": Decimal("830.00")}
+    determination = {
+        "case_id": case_id,
+        "determination_id": determination_id,
+        "programme": "subsistence_allowance",
+        "region": "310115",
+        "decided_on": TODAY,
+        "monthly_amount": Decimal("830.00"),
+        "reasons": [Reason(code="income_below_standard")],
+    }
+    payment = {
+        "case_id": case_id,
+        "payment_id": payment_id,
+        "determination_id": determination_id,
+        "programme": "subsistence_allowance",
+        "period": "2026-12",
+        "amount": Decimal("830.00"),
+    }
     return {
         "eligibility.verification.completed": eligibility.VerificationCompleted(
-            case_id=case_id, verification_id=str(uuid.uuid4()), sources=["declared"], counted_members=2,
-            counted_monthly_income=Decimal("800.00"), per_capita_monthly_income=Decimal("400.00")),
+            case_id=case_id,
+            verification_id=str(uuid.uuid4()),
+            sources=["declared"],
+            counted_members=2,
+            counted_monthly_income=Decimal("800.00"),
+            per_capita_monthly_income=Decimal("400.00"),
+        ),
         "eligibility.determination.proposed": eligibility.DeterminationProposed(**determination),
         "eligibility.determination.approved": eligibility.DeterminationApproved(**determination),
         "eligibility.determination.denied": eligibility.DeterminationDenied(**determination),
@@ -43,8 +60,9 @@ def events_for(case_id: str) -> dict[str, Any]:
         "disbursement.payment.settled": disbursement.PaymentSettled(**payment, bank_reference="R1"),
         "disbursement.payment.failed": disbursement.PaymentFailed(**payment, reason="closed"),
         "disbursement.payment.returned": disbursement.PaymentReturned(**payment, reason="frozen"),
-        "referral.need.published": referral.NeedPublished(case_id=case_id, need_id=str(uuid.uuid4()),
-                                                          category="food", area="310115"),
+        "referral.need.published": referral.NeedPublished(
+            case_id=case_id, need_id=str(uuid.uuid4()), category="food", area="310115"
+        ),
     }
 
 
@@ -63,7 +81,10 @@ async def test_each_event_delivered_twice_is_recorded_once(services: ServiceFact
     async with manual(services, "intake") as runtime:
         case_id = await new_case(runtime)
         await deliver_twice(runtime, events_for(case_id)[event_type], key=case_id)
-        assert await count(runtime, CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event_type == event_type) == 1
+        assert (
+            await count(runtime, CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event_type == event_type)
+            == 1
+        )
         row = ROWS.get(event_type.rsplit(".", 1)[0])
         if row is not None:
             assert await count(runtime, row, row.case_id == case_id) == 1
@@ -73,17 +94,29 @@ async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(service
     async with manual(services, "intake") as runtime:
         case_id = await new_case(runtime)
         events = events_for(case_id)
-        for event_type in ("disbursement.payment.settled", "disbursement.payment.instructed",
-                           "eligibility.determination.approved", "eligibility.determination.proposed"):
+        for event_type in (
+            "disbursement.payment.settled",
+            "disbursement.payment.instructed",
+            "eligibility.determination.approved",
+            "eligibility.determination.proposed",
+        ):
             async with runtime.uow() as uow:
-                await service.record_event(uow, events[event_type], event_id=str(uuid.uuid4()),
-                                           source="/tests", occurred_at=service.utcnow())
+                await service.record_event(
+                    uow,
+                    events[event_type],
+                    event_id=str(uuid.uuid4()),
+                    source="/tests",
+                    occurred_at=service.utcnow(),
+                )
                 await uow.commit()
         async with runtime.sessionmaker() as session:
-            payment = (await session.execute(select(CasePayment).where(CasePayment.case_id == case_id))).scalar_one()
+            payment = (
+                await session.execute(select(CasePayment).where(CasePayment.case_id == case_id))
+            ).scalar_one()
             case = await session.get(Case, case_id)
-            determination = (await session.execute(
-                select(CaseDetermination).where(CaseDetermination.case_id == case_id))).scalar_one()
+            determination = (
+                await session.execute(select(CaseDetermination).where(CaseDetermination.case_id == case_id))
+            ).scalar_one()
         assert payment.status == "settled"
         assert determination.status == "approved"
         assert case.status == "approved"

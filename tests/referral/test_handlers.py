@@ -14,8 +14,12 @@ class TestPublishNeedForDenial:
         async with manual(services, "referral") as runtime:
             case_id = str(uuid.uuid4())
             event = DeterminationDenied(
-                case_id=case_id, determination_id=str(uuid.uuid4()), programme="subsistence_allowance",
-                region="310115", decided_on=TODAY, monthly_amount=Decimal("0.00"),
+                case_id=case_id,
+                determination_id=str(uuid.uuid4()),
+                programme="subsistence_allowance",
+                region="310115",
+                decided_on=TODAY,
+                monthly_amount=Decimal("0.00"),
                 reasons=[Reason(code="income_not_below_standard")],
             )
             await deliver_twice(runtime, event, key=case_id)

@@ -30,8 +30,12 @@ from tests.kafka_helpers import (
 
 def denied(case_id: str) -> DeterminationDenied:
     return DeterminationDenied(
-        case_id=case_id, determination_id=str(uuid.uuid4()), programme="subsistence_allowance",
-        region="310115", decided_on=TODAY, monthly_amount=Decimal("0.00"),
+        case_id=case_id,
+        determination_id=str(uuid.uuid4()),
+        programme="subsistence_allowance",
+        region="310115",
+        decided_on=TODAY,
+        monthly_amount=Decimal("0.00"),
         reasons=[Reason(code="income_not_below_standard")],
     )
 
@@ -48,8 +52,13 @@ def runner_for(runtime: Any, handlers: dict[str, Any], **kwargs: Any) -> Consume
     options: dict[str, Any] = {"max_attempts": 3, "backoff_seconds": 0.01, "group_id": f"test-{uuid.uuid4()}"}
     options.update(kwargs)
     return ConsumerRunner(
-        service="referral", bootstrap_servers=runtime.settings.kafka_bootstrap_servers, handlers=handlers,
-        uow_factory=runtime.uow, inbox_table=messaging.inbox, dlq_producer=runtime.producer, **options,
+        service="referral",
+        bootstrap_servers=runtime.settings.kafka_bootstrap_servers,
+        handlers=handlers,
+        uow_factory=runtime.uow,
+        inbox_table=messaging.inbox,
+        dlq_producer=runtime.producer,
+        **options,
     )
 
 
@@ -58,25 +67,36 @@ class TestOutboxRelay:
         async with manual(services, "referral") as runtime:
             from shared.messaging.relay import OutboxRelay
 
-            relay = OutboxRelay(engine=runtime.engine, table=messaging.outbox, producer=runtime.producer,
-                                service="referral", source="/doudi/referral", batch_size=7)
+            relay = OutboxRelay(
+                engine=runtime.engine,
+                table=messaging.outbox,
+                producer=runtime.producer,
+                service="referral",
+                source="/doudi/referral",
+                batch_size=7,
+            )
             keys = [str(uuid.uuid4()) for _ in range(3)]
             async with runtime.uow() as uow:
                 for n in range(10):
                     for key in keys:
                         await uow.outbox.add(
-                            NeedPublished(case_id=key, need_id=f"{n:02d}", category="food", area="310115"), key=key
+                            NeedPublished(case_id=key, need_id=f"{n:02d}", category="food", area="310115"),
+                            key=key,
                         )
                 await uow.commit()
             while (await relay.publish_batch())[0] > 0:
                 pass
             assert await relay.backlog() == 0
-            records = await read_topic(runtime.settings.kafka_bootstrap_servers, "referral.need", keys=set(keys),
-                                       expect=30)
+            records = await read_topic(
+                runtime.settings.kafka_bootstrap_servers, "referral.need", keys=set(keys), expect=30
+            )
             assert len(records) == 30
             for key in keys:
-                seen = [Envelope.from_kafka(r.key, r.value, r.headers).data["need_id"]
-                        for r in records if r.key.decode() == key]
+                seen = [
+                    Envelope.from_kafka(r.key, r.value, r.headers).data["need_id"]
+                    for r in records
+                    if r.key.decode() == key
+                ]
                 assert seen == [f"{n:02d}" for n in range(10)]
                 assert len({r.partition for r in records if r.key.decode() == key}) == 1
 
@@ -84,11 +104,16 @@ class TestOutboxRelay:
         self, services: ServiceFactory
     ) -> None:
         async with manual(services, "referral") as runtime:
-            from shared.messaging.relay import OutboxRelay
             from referral.handlers import on_determination_denied
+            from shared.messaging.relay import OutboxRelay
 
-            relay = OutboxRelay(engine=runtime.engine, table=messaging.outbox, producer=runtime.producer,
-                                service="referral", source="/tests")
+            relay = OutboxRelay(
+                engine=runtime.engine,
+                table=messaging.outbox,
+                producer=runtime.producer,
+                service="referral",
+                source="/tests",
+            )
             case_id = str(uuid.uuid4())
             # An upstream service's outbox is simulated with this one's table: write, publish, then "crash"
             # before the mark by clearing published_at, and publish again.
@@ -143,15 +168,19 @@ class TestConsumerRunner:
             bootstrap = runtime.settings.kafka_bootstrap_servers
             bad = denied(case_id).model_copy(update={"reasons": [Reason(code="poison")]})
             bad_envelope = envelope_for(bad, key=case_id)
-            await publish(bootstrap, envelope_for(denied(case_id), key=case_id), bad_envelope,
-                          envelope_for(denied(case_id), key=case_id))
+            await publish(
+                bootstrap,
+                envelope_for(denied(case_id), key=case_id),
+                bad_envelope,
+                envelope_for(denied(case_id), key=case_id),
+            )
             batches = await fetch_records(bootstrap, "eligibility.determination", keys={case_id}, expect=3)
             consumer = NoCommitConsumer()
             await runner_for(runtime, {"eligibility.determination.denied": flaky}).process(consumer, batches)
             # Once inside the failed batch, then three times on its own before it is dead-lettered.
             assert attempts == [bad_envelope.id] * 4
             assert await count_needs(runtime, case_id) == 2  # the good ones on either side were applied
-            (tp, records), = batches.items()
+            ((tp, records),) = batches.items()
             assert consumer.commits[-1] == {tp: records[-1].offset + 1}
             dead = await read_topic(bootstrap, "eligibility.determination.dlq", keys={case_id}, expect=1)
             assert len(dead) == 1
@@ -162,7 +191,9 @@ class TestConsumerRunner:
             assert headers["x-attempts"] == "3"
             assert headers["x-original-topic"] == "eligibility.determination"
 
-    async def test_an_unreadable_record_goes_to_the_dlq_without_retries(self, services: ServiceFactory) -> None:
+    async def test_an_unreadable_record_goes_to_the_dlq_without_retries(
+        self, services: ServiceFactory
+    ) -> None:
         from referral.handlers import on_determination_denied
 
         async with manual(services, "referral") as runtime:
@@ -182,7 +213,9 @@ class TestConsumerRunner:
             assert classes == ["MalformedEnvelope", "PoisonMessage"]
             assert all(headers_of(r)["x-attempts"] == "0" for r in dead)
 
-    async def test_the_running_consumer_applies_events_and_commits_offsets(self, services: ServiceFactory) -> None:
+    async def test_the_running_consumer_applies_events_and_commits_offsets(
+        self, services: ServiceFactory
+    ) -> None:
         async with services.run("referral", roles={"worker"}) as runtime:
             bootstrap = runtime.settings.kafka_bootstrap_servers
             case_ids = [str(uuid.uuid4()) for _ in range(20)]
@@ -192,9 +225,13 @@ class TestConsumerRunner:
             assert not runtime.runner.stalled
             await eventually(lambda: _offsets_committed(bootstrap, runtime.runner.group_id))
 
-    async def test_the_watchdog_replaces_a_consumer_that_stops_polling(self, services: ServiceFactory) -> None:
+    async def test_the_watchdog_replaces_a_consumer_that_stops_polling(
+        self, services: ServiceFactory
+    ) -> None:
         async with manual(services, "referral") as runtime:
-            runner = runner_for(runtime, {"eligibility.determination.denied": lambda *a: None}, stall_seconds=0.3)
+            runner = runner_for(
+                runtime, {"eligibility.determination.denied": lambda *a: None}, stall_seconds=0.3
+            )
             calls: list[int] = []
 
             async def wedged(stop: asyncio.Event) -> None:
@@ -225,8 +262,10 @@ async def _offsets_committed(bootstrap: str, group_id: str) -> bool:
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await probe.start()
     try:
-        partitions = [TopicPartition("eligibility.determination", p)
-                      for p in probe.partitions_for_topic("eligibility.determination") or ()]
+        partitions = [
+            TopicPartition("eligibility.determination", p)
+            for p in probe.partitions_for_topic("eligibility.determination") or ()
+        ]
         ends = await probe.end_offsets(partitions)
         for tp in partitions:
             if ends[tp] and (await probe.committed(tp) or 0) < ends[tp]:

@@ -41,6 +41,6 @@ class TestTopics:
 
     def test_event_types_follow_the_naming_rule(self) -> None:
         for event_type in EVENT_TYPES:
-            service, aggregate, verb = event_type.split(".")
+            service, _aggregate, verb = event_type.split(".")
             assert service in {"intake", "eligibility", "disbursement", "referral"}
             assert verb.endswith("ed")

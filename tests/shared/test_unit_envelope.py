@@ -7,9 +7,14 @@ from shared.messaging.envelope import Envelope, MalformedEnvelope
 
 def make_envelope() -> Envelope:
     return Envelope(
-        id="e-1", type="intake.application.submitted", source="/doudi/intake", subject="case-1",
-        time=datetime(2026, 11, 22, 8, 0, tzinfo=UTC), data={"case_id": "case-1", "amount": "12.30"},
-        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", correlation_id="corr-1",
+        id="e-1",
+        type="intake.application.submitted",
+        source="/doudi/intake",
+        subject="case-1",
+        time=datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
+        data={"case_id": "case-1", "amount": "12.30"},
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        correlation_id="corr-1",
     )
 
 
@@ -34,13 +39,39 @@ class TestEnvelope:
     @pytest.mark.parametrize(
         ("value", "headers"),
         [
-            (b"not json", [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"s"), ("ce_subject", b"c"),
-                           ("ce_specversion", b"1.0"), ("content-type", b"application/json")]),
+            (
+                b"not json",
+                [
+                    ("ce_id", b"1"),
+                    ("ce_type", b"t"),
+                    ("ce_source", b"s"),
+                    ("ce_subject", b"c"),
+                    ("ce_specversion", b"1.0"),
+                    ("content-type", b"application/json"),
+                ],
+            ),
             (b"{}", []),
-            (b"[1, 2]", [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"s"), ("ce_subject", b"c"),
-                         ("ce_specversion", b"1.0"), ("content-type", b"application/json")]),
-            (b"{}", [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"s"), ("ce_specversion", b"1.0"),
-                     ("content-type", b"application/json")]),
+            (
+                b"[1, 2]",
+                [
+                    ("ce_id", b"1"),
+                    ("ce_type", b"t"),
+                    ("ce_source", b"s"),
+                    ("ce_subject", b"c"),
+                    ("ce_specversion", b"1.0"),
+                    ("content-type", b"application/json"),
+                ],
+            ),
+            (
+                b"{}",
+                [
+                    ("ce_id", b"1"),
+                    ("ce_type", b"t"),
+                    ("ce_source", b"s"),
+                    ("ce_specversion", b"1.0"),
+                    ("content-type", b"application/json"),
+                ],
+            ),
         ],
         ids=["bad-json", "no-headers", "not-an-object", "no-subject"],
     )

@@ -61,7 +61,7 @@ def service_settings(stack: StackSettings, bootstrap: str) -> dict[str, ServiceS
 def migrate_all(settings: dict[str, ServiceSettings], out: IO[str] = sys.stdout) -> None:
     for name, svc in settings.items():
         upgrade(load_spec(name).migrations, svc.database_url)
-        print(f"  migrated {name:<13} {svc.database_url}", file=out)  # noqa: T201
+        print(f"  migrated {name:<13} {svc.database_url}", file=out)
 
 
 @dataclass
@@ -91,7 +91,9 @@ class Stack:
         ports.update({name: svc.port for name, svc in services.items()})
         for owner, port in ports.items():
             if port_in_use(port):
-                raise StackError(f"port {port} ({owner}) is already in use; stop what holds it or change the port")
+                raise StackError(
+                    f"port {port} ({owner}) is already in use; stop what holds it or change the port"
+                )
         self.logs.mkdir(parents=True, exist_ok=True)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -107,7 +109,9 @@ class Stack:
                 "DOUDI_DATA_DIR": str(self.settings.data_dir),
             }
             env.setdefault("DISBURSEMENT_BANK_URL", f"http://127.0.0.1:{bank_port}")
-            self._spawn("sandbox_bank", [sys.executable, "-m", "sandbox_bank"], env, f"http://127.0.0.1:{bank_port}")
+            self._spawn(
+                "sandbox_bank", [sys.executable, "-m", "sandbox_bank"], env, f"http://127.0.0.1:{bank_port}"
+            )
             for name, svc in services.items():
                 self._spawn(name, [sys.executable, "-m", name, "all"], env, f"http://{svc.host}:{svc.port}")
             self._wait_ready()
@@ -117,7 +121,8 @@ class Stack:
                     if child.process.poll() is not None:
                         print(  # noqa: T201
                             f"doudi: {child.name} exited with code {child.process.returncode}; "
-                            f"see {child.log_path}. Stopping everything.", file=sys.stderr
+                            f"see {child.log_path}. Stopping everything.",
+                            file=sys.stderr,
                         )
                         self._stopping = True
                         return 1
@@ -135,7 +140,11 @@ class Stack:
         log_path = self.logs / f"{name}.log"
         log = log_path.open("ab")
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
             start_new_session=True,  # Ctrl-C reaches us alone; we stop the children in order.
             preexec_fn=die_with_parent,
         )
@@ -158,7 +167,9 @@ class Stack:
                         if client.get(child.url + path).status_code == 200:
                             del pending[name]
                 if time.monotonic() > deadline:
-                    raise StackError(f"not ready after {self.settings.ready_timeout_seconds:.0f}s: {', '.join(pending)}")
+                    raise StackError(
+                        f"not ready after {self.settings.ready_timeout_seconds:.0f}s: {', '.join(pending)}"
+                    )
                 time.sleep(0.2)
 
     def _print_summary(self, bootstrap: str) -> None:

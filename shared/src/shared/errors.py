@@ -46,7 +46,9 @@ class Unprocessable(DomainError):
     title = "Unprocessable content"
 
 
-def problem(status: int, title: str, detail: str, request: Request | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, request: Request | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if request is not None:
         body["instance"] = request.url.path

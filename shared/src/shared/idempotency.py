@@ -64,8 +64,12 @@ async def run_once(
                 if key is not None:
                     await uow.session.execute(
                         insert(table).values(
-                            key=key, operation=operation, request_hash=digest, status_code=status,
-                            response=response, created_at=utcnow(),
+                            key=key,
+                            operation=operation,
+                            request_hash=digest,
+                            status_code=status,
+                            response=response,
+                            created_at=utcnow(),
                         )
                     )
                 await uow.commit()

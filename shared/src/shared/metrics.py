@@ -7,7 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS_CONSUMED = Counter(
     "doudi_events_consumed_total", "Events taken from Kafka, by outcome", ["service", "event_type", "outcome"]
 )
-EVENTS_DEAD_LETTERED = Counter("doudi_events_dead_lettered_total", "Events sent to a DLQ", ["service", "topic"])
+EVENTS_DEAD_LETTERED = Counter(
+    "doudi_events_dead_lettered_total", "Events sent to a DLQ", ["service", "topic"]
+)
 CONSUMER_BATCH_SECONDS = Histogram(
     "doudi_consumer_batch_seconds", "Time to process one getmany batch", ["service"]
 )

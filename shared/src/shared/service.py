@@ -200,7 +200,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan
+    )
     install_problem_handlers(app)
 
     @app.middleware("http")
@@ -262,7 +264,11 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     if "api" in roles:
         app = create_app(spec, settings, roles)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
         uvicorn.Server(config).run()

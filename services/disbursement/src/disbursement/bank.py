@@ -97,7 +97,11 @@ async def submit_batch(runtime: Runtime, bank: BankClient, settings: Disbursemen
             await session.execute(
                 update(Payment)
                 .where(Payment.payment_id == payment.payment_id, Payment.status == "pending")
-                .values(status="submitted", bank_reference=reference, attempts=Payment.attempts + 1,
-                        updated_at=utcnow())
+                .values(
+                    status="submitted",
+                    bank_reference=reference,
+                    attempts=Payment.attempts + 1,
+                    updated_at=utcnow(),
+                )
             )
     return len(rows)

@@ -41,16 +41,30 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
         return
     now = utcnow()
     entitlement = Entitlement(
-        entitlement_id=str(uuid.uuid4()), determination_id=approved.determination_id, case_id=approved.case_id,
-        programme=approved.programme, region=approved.region, kind=approved.payment_kind, amount=amount,
-        first_period=domain.first_period(approved.decided_on), payee_account=approved.payee_account or "",
-        status="active", created_at=now,
+        entitlement_id=str(uuid.uuid4()),
+        determination_id=approved.determination_id,
+        case_id=approved.case_id,
+        programme=approved.programme,
+        region=approved.region,
+        kind=approved.payment_kind,
+        amount=amount,
+        first_period=domain.first_period(approved.decided_on),
+        payee_account=approved.payee_account or "",
+        status="active",
+        created_at=now,
     )
     held = not approved.payee_account
     payment = Payment(
-        payment_id=str(uuid.uuid4()), entitlement_id=entitlement.entitlement_id, case_id=approved.case_id,
-        period=entitlement.first_period, amount=amount, status="held" if held else "pending", attempts=0,
-        last_error="no payee account on the application" if held else None, created_at=now, updated_at=now,
+        payment_id=str(uuid.uuid4()),
+        entitlement_id=entitlement.entitlement_id,
+        case_id=approved.case_id,
+        period=entitlement.first_period,
+        amount=amount,
+        status="held" if held else "pending",
+        attempts=0,
+        last_error="no payee account on the application" if held else None,
+        created_at=now,
+        updated_at=now,
     )
     uow.session.add(entitlement)
     await uow.session.flush()
@@ -59,8 +73,12 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
     if not held:
         await uow.outbox.add(
             PaymentInstructed(
-                case_id=payment.case_id, payment_id=payment.payment_id, determination_id=approved.determination_id,
-                programme=approved.programme, period=payment.period, amount=amount,
+                case_id=payment.case_id,
+                payment_id=payment.payment_id,
+                determination_id=approved.determination_id,
+                programme=approved.programme,
+                period=payment.period,
+                amount=amount,
             ),
             key=payment.case_id,
         )
@@ -80,16 +98,23 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
         raise PaymentNotFound(f"No payment {callback.payment_id}.")
     payment, entitlement = row
     if payment.status == callback.status or not domain.can_move(payment.status, callback.status):
-        log.info("bank_callback_ignored", payment_id=payment.payment_id, current=payment.status,
-                 incoming=callback.status)
+        log.info(
+            "bank_callback_ignored",
+            payment_id=payment.payment_id,
+            current=payment.status,
+            incoming=callback.status,
+        )
         return payment.status
     payment.status = callback.status
     payment.bank_reference = callback.bank_reference
     payment.updated_at = utcnow()
     common = {
-        "case_id": payment.case_id, "payment_id": payment.payment_id,
-        "determination_id": entitlement.determination_id, "programme": entitlement.programme,
-        "period": payment.period, "amount": payment.amount,
+        "case_id": payment.case_id,
+        "payment_id": payment.payment_id,
+        "determination_id": entitlement.determination_id,
+        "programme": entitlement.programme,
+        "period": payment.period,
+        "amount": payment.amount,
     }
     match callback.status:
         case "settled":

@@ -47,15 +47,23 @@ def subsistence_allowance(test: IncomeTest, standard: Decimal) -> Decision:
             "subsistence_allowance",
             True,
             (gap * test.counted_members).quantize(CENT),
-            [Reason(code="income_below_standard",
+            [
+                Reason(
+                    code="income_below_standard",
                     text=f"per-capita income {test.per_capita_monthly_income} is below the standard {standard}",
-                    source=DIBAO_SOURCE)],
+                    source=DIBAO_SOURCE,
+                )
+            ],
         )
     return Decision(
         "subsistence_allowance",
         False,
         Decimal("0.00"),
-        [Reason(code="income_not_below_standard",
+        [
+            Reason(
+                code="income_not_below_standard",
                 text=f"per-capita income {test.per_capita_monthly_income} is not below the standard {standard}",
-                source=DIBAO_SOURCE)],
+                source=DIBAO_SOURCE,
+            )
+        ],
     )

@@ -8,14 +8,52 @@ ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
 # GB/T 2260 province-level codes; the full county-level table arrives with the case-workflow issue.
 PROVINCES = frozenset(
-    {"11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42",
-     "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82"}
+    {
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+        "21",
+        "22",
+        "23",
+        "31",
+        "32",
+        "33",
+        "34",
+        "35",
+        "36",
+        "37",
+        "41",
+        "42",
+        "43",
+        "44",
+        "45",
+        "46",
+        "50",
+        "51",
+        "52",
+        "53",
+        "54",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "71",
+        "81",
+        "82",
+    }
 )
 
 
 def id_number_problem(id_number: str, today: date | None = None) -> str | None:
     """Why `id_number` is not a valid 18-character resident ID (GB 11643), or None when it is."""
-    if len(id_number) != 18 or not id_number[:17].isdigit() or not (id_number[17].isdigit() or id_number[17] == "X"):
+    if (
+        len(id_number) != 18
+        or not id_number[:17].isdigit()
+        or not (id_number[17].isdigit() or id_number[17] == "X")
+    ):
         return "must be 17 digits followed by a digit or X"
     if id_number[:2] not in PROVINCES:
         return f"unknown region code {id_number[:6]}"

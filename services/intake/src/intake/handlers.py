@@ -10,12 +10,13 @@ from shared.messaging.envelope import Envelope
 
 
 async def on_case_event(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
-    await service.record_event(uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time)
+    await service.record_event(
+        uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time
+    )
 
 
-HANDLERS: dict[str, Handler] = {
-    event_type: on_case_event
-    for event_type in (
+HANDLERS: dict[str, Handler] = dict.fromkeys(
+    (
         "eligibility.verification.completed",
         "eligibility.determination.proposed",
         "eligibility.determination.approved",
@@ -25,5 +26,6 @@ HANDLERS: dict[str, Handler] = {
         "disbursement.payment.failed",
         "disbursement.payment.returned",
         "referral.need.published",
-    )
-}
+    ),
+    on_case_event,
+)

@@ -78,14 +78,23 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Cas
     )
     event_id = await uow.outbox.add(event, key=case_id)
     await repository.add_event(
-        case_id=case_id, event_id=event_id, event_type=event.event_type, source=SOURCE, occurred_at=now,
-        summary={"channel": command.channel, "programmes": programmes,
-                 "members": len(command.household.members)},
+        case_id=case_id,
+        event_id=event_id,
+        event_type=event.event_type,
+        source=SOURCE,
+        occurred_at=now,
+        summary={
+            "channel": command.channel,
+            "programmes": programmes,
+            "members": len(command.household.members),
+        },
     )
     return case
 
 
-async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime) -> None:
+async def record_event(
+    uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime
+) -> None:
     """Fold another service's event into the case read model and its timeline. Order-tolerant: events of
     one case can arrive from different topics in any order."""
     case_id: str = event.case_id  # type: ignore[attr-defined]
@@ -95,13 +104,21 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
         # An event for a case this intake never saw: keep it on the timeline so nothing is lost, and let the
         # read model pick it up should the case appear (it cannot, today, since cases originate here).
         await repository.add_event(
-            case_id=case_id, event_id=event_id, event_type=event.event_type, source=source,
-            occurred_at=occurred_at, summary=_summary(event),
+            case_id=case_id,
+            event_id=event_id,
+            event_type=event.event_type,
+            source=source,
+            occurred_at=occurred_at,
+            summary=_summary(event),
         )
         return
     if not await repository.add_event(
-        case_id=case_id, event_id=event_id, event_type=event.event_type, source=source,
-        occurred_at=occurred_at, summary=_summary(event),
+        case_id=case_id,
+        event_id=event_id,
+        event_type=event.event_type,
+        source=source,
+        occurred_at=occurred_at,
+        summary=_summary(event),
     ):
         return
     match event:
@@ -113,9 +130,14 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             if row is None:
                 uow.session.add(
                     CaseDetermination(
-                        determination_id=event.determination_id, case_id=case_id, programme=event.programme,
-                        status=status, monthly_amount=event.monthly_amount, amount=event.amount,
-                        reasons=[r.model_dump() for r in event.reasons], decided_on=event.decided_on,
+                        determination_id=event.determination_id,
+                        case_id=case_id,
+                        programme=event.programme,
+                        status=status,
+                        monthly_amount=event.monthly_amount,
+                        amount=event.amount,
+                        reasons=[r.model_dump() for r in event.reasons],
+                        decided_on=event.decided_on,
                         rule=event.rule,
                     )
                 )
@@ -130,8 +152,13 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             payment = await repository.get_payment(event.payment_id)
             if payment is None:
                 payment = CasePayment(
-                    payment_id=event.payment_id, case_id=case_id, determination_id=event.determination_id,
-                    programme=event.programme, period=event.period, amount=event.amount, status=status,
+                    payment_id=event.payment_id,
+                    case_id=case_id,
+                    determination_id=event.determination_id,
+                    programme=event.programme,
+                    period=event.period,
+                    amount=event.amount,
+                    status=status,
                 )
                 uow.session.add(payment)
             elif supersedes(PAYMENT_RANK, payment.status, status):
@@ -144,8 +171,13 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             if await repository.get_referral(event.need_id) is None:
                 uow.session.add(
                     CaseReferral(
-                        referral_id=event.need_id, case_id=case_id, kind="charity_need", category=event.category,
-                        area=event.area, status="published", amount=event.amount,
+                        referral_id=event.need_id,
+                        case_id=case_id,
+                        kind="charity_need",
+                        category=event.category,
+                        area=event.area,
+                        status="published",
+                        amount=event.amount,
                     )
                 )
     await uow.session.flush()

@@ -19,15 +19,27 @@ DEFAULT_CATEGORY = "food"
 
 async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
     need = Need(
-        need_id=str(uuid.uuid4()), case_id=denied.case_id, determination_id=denied.determination_id,
-        category=DEFAULT_CATEGORY, area=denied.region, amount=None,
-        reason=denied.reasons[0].code if denied.reasons else "denied", status="published", created_at=utcnow(),
+        need_id=str(uuid.uuid4()),
+        case_id=denied.case_id,
+        determination_id=denied.determination_id,
+        category=DEFAULT_CATEGORY,
+        area=denied.region,
+        amount=None,
+        reason=denied.reasons[0].code if denied.reasons else "denied",
+        status="published",
+        created_at=utcnow(),
     )
     uow.session.add(need)
     await uow.session.flush()
     await uow.outbox.add(
-        NeedPublished(case_id=need.case_id, need_id=need.need_id, category=need.category, area=need.area,
-                      amount=need.amount, reason=need.reason),
+        NeedPublished(
+            case_id=need.case_id,
+            need_id=need.need_id,
+            category=need.category,
+            area=need.area,
+            amount=need.amount,
+            reason=need.reason,
+        ),
         key=need.case_id,
     )
 

@@ -76,14 +76,22 @@ class Bank:
         for status, reason in self.outcome(payment.order.account):
             payment.status = status
             body = json.dumps(
-                {"payment_id": payment.order.payment_id, "bank_reference": payment.reference, "status": status,
-                 "reason": reason}
+                {
+                    "payment_id": payment.order.payment_id,
+                    "bank_reference": payment.reference,
+                    "status": status,
+                    "reason": reason,
+                }
             ).encode()
-            headers = {"Content-Type": "application/json",
-                       SIGNATURE_HEADER: sign(self.settings.callback_secret, body)}
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(self.settings.callback_secret, body),
+            }
             for attempt in range(1, self.settings.callback_attempts + 1):
                 try:
-                    response = await self.client.post(payment.order.callback_url, content=body, headers=headers)
+                    response = await self.client.post(
+                        payment.order.callback_url, content=body, headers=headers
+                    )
                     if response.status_code < 500:
                         payment.callbacks.append(f"{status}:{response.status_code}")
                         break
@@ -151,6 +159,7 @@ def main() -> int:
         print(f"sandbox_bank: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging("sandbox_bank")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
     return 0

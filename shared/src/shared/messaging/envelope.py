@@ -69,7 +69,7 @@ class Envelope:
 
     @classmethod
     def from_kafka(cls, key: bytes | None, value: bytes | None, headers: Any) -> Envelope:
-        header_map = {name: raw for name, raw in (headers or ())}
+        header_map = dict(headers or ())
         try:
             event = kafka.from_binary(
                 kafka.KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT
@@ -87,8 +87,17 @@ class Envelope:
             raise MalformedEnvelope("event data must be a JSON object")
         if not attributes.get("subject"):
             raise MalformedEnvelope("event has no subject (the case id)")
-        known = {"id", "type", "source", "subject", "time", "specversion", "datacontenttype", "correlationid",
-                 "partitionkey"}
+        known = {
+            "id",
+            "type",
+            "source",
+            "subject",
+            "time",
+            "specversion",
+            "datacontenttype",
+            "correlationid",
+            "partitionkey",
+        }
         traceparent = header_map.get(TRACEPARENT, b"")
         return cls(
             id=str(attributes["id"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,12 +36,10 @@ async def create_topics(bootstrap_servers: str, replication_factor: int = 1) -> 
         existing = set(await admin.list_topics())
         missing = [(name, parts) for name, parts in all_topics() if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(name, parts, replication_factor) for name, parts in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return [name for name, _ in missing]
     finally:
         await admin.close()

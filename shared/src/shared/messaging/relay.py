@@ -9,6 +9,7 @@ unpublished, its attempts and last error recorded, and is retried with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from datetime import timedelta
 from typing import Any
@@ -180,10 +181,8 @@ class _Leadership:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

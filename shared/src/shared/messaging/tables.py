@@ -41,8 +41,12 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("published_at", UtcDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("last_error", Text, nullable=True),
-        Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL"),
-              sqlite_where=text("published_at IS NULL")),
+        Index(
+            "ix_outbox_unpublished",
+            "seq",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
     )
     inbox = Table(
         "inbox",

@@ -34,14 +34,22 @@ async def create_application(
     async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
         case = await service.submit_application(uow, body)
         read = ApplicationRead(
-            case_id=case.case_id, status=case.status, region=case.region, channel=case.channel,
-            programmes=case.programmes, created_at=case.created_at,
+            case_id=case.case_id,
+            status=case.status,
+            region=case.region,
+            channel=case.channel,
+            programmes=case.programmes,
+            created_at=case.created_at,
         )
         return 201, read.model_dump(mode="json")
 
     status, response, replayed = await run_once(
-        runtime.uow, messaging.idempotency, key=idempotency_key, operation="POST /v1/applications",
-        body=body.model_dump(mode="json"), action=action,
+        runtime.uow,
+        messaging.idempotency,
+        key=idempotency_key,
+        operation="POST /v1/applications",
+        body=body.model_dump(mode="json"),
+        action=action,
     )
     headers = {"Location": f"/v1/cases/{response['case_id']}"}
     if replayed:
@@ -55,14 +63,25 @@ async def read_case(case_id: str, runtime: RuntimeDep) -> CaseRead:
         found = await service.get_case(uow, case_id)
     case = found["case"]
     return CaseRead(
-        case_id=case.case_id, status=case.status, region=case.region, street=case.street,
-        community=case.community, channel=case.channel, programmes=case.programmes,
-        submitted_on=case.submitted_on, created_at=case.created_at, updated_at=case.updated_at,
+        case_id=case.case_id,
+        status=case.status,
+        region=case.region,
+        street=case.street,
+        community=case.community,
+        channel=case.channel,
+        programmes=case.programmes,
+        submitted_on=case.submitted_on,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
         members=[
-            MemberRead(ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship)
+            MemberRead(
+                ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship
+            )
             for m in found["members"]
         ],
-        determinations=[DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]],
+        determinations=[
+            DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]
+        ],
         payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
         referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
     )
@@ -75,8 +94,9 @@ async def read_timeline(case_id: str, runtime: RuntimeDep) -> TimelineRead:
     return TimelineRead(
         case_id=case_id,
         events=[
-            TimelineEntry(event_id=e.event_id, type=e.event_type, source=e.source, time=e.occurred_at,
-                          summary=e.summary)
+            TimelineEntry(
+                event_id=e.event_id, type=e.event_type, source=e.source, time=e.occurred_at, summary=e.summary
+            )
             for e in events
         ],
     )

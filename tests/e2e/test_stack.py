@@ -1,0 +1,193 @@
+"""The stack as `make up` runs it: `doudi up` as a process, driven over HTTP, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.messaging.embedded_broker import free_port, port_in_use
+from tests.conftest import PG_ADMIN_URL, SERVICES, fresh_database
+from tests.factories import application
+
+pytestmark = pytest.mark.e2e
+DOUDI = Path(sys.executable).parent / "doudi"
+
+
+class Stack:
+    def __init__(self, process: subprocess.Popen[str], ports: dict[str, int], data_dir: Path) -> None:
+        self.process = process
+        self.ports = ports
+        self.data_dir = data_dir
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line.rstrip())
+
+    def wait_until_up(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while "doudi is up:" not in self.output:
+            if self.process.poll() is not None:
+                pytest.fail("doudi up exited:\n" + "\n".join(self.output) + self._logs())
+            if time.monotonic() > deadline:
+                pytest.fail("doudi up did not come up:\n" + "\n".join(self.output) + self._logs())
+            time.sleep(0.1)
+
+    def _logs(self) -> str:
+        logs = self.data_dir / "logs"
+        return "".join(
+            f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log"))
+        )
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """PIDs whose environment names this stack's data folder: the stack's children, if any survived."""
+    marker = f"DOUDI_DATA_DIR={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in ("broker", "sandbox_bank", *SERVICES)}
+    env = {
+        **os.environ,
+        "DOUDI_DATA_DIR": str(data_dir),
+        "DOUDI_KAFKA_PORT": str(ports["broker"]),
+        "SANDBOX_BANK_PORT": str(ports["sandbox_bank"]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in SERVICES:
+        env[f"{name.upper()}_PORT"] = str(ports[name])
+    with contextlib.ExitStack() as databases:
+        if PG_ADMIN_URL:
+            for name in SERVICES:
+                env[f"{name.upper()}_DATABASE_URL"] = databases.enter_context(fresh_database(name, data_dir))
+        process = subprocess.Popen(
+            [str(DOUDI), "up"],
+            env=env,
+            cwd=data_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        running = Stack(process, ports, data_dir)
+        try:
+            running.wait_until_up()
+            yield running
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def follow(client: httpx.Client, case_id: str, done: Any, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        case = client.get(f"/v1/cases/{case_id}").json()
+        if done(case):
+            return case
+        if time.monotonic() > deadline:
+            pytest.fail(f"case did not get there within {timeout}s: {case}")
+        time.sleep(0.1)
+
+
+def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+        headers = {"Idempotency-Key": "e2e-approved"}
+        first = client.post("/v1/applications", json=application(), headers=headers)
+        assert first.status_code == 201, first.text
+        again = client.post("/v1/applications", json=application(), headers=headers)
+        assert again.json()["case_id"] == first.json()["case_id"]
+        case_id = first.json()["case_id"]
+
+        case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
+        assert case["status"] == "approved"
+        (determination,) = case["determinations"]
+        assert determination["programme"] == "subsistence_allowance"
+        assert determination["status"] == "approved"
+        assert determination["monthly_amount"] == "1860.00"  # (1330 - 800/2) x 2
+        (payment,) = case["payments"]
+        assert payment["amount"] == "1860.00"
+        assert payment["bank_reference"].startswith("SBX")
+
+        timeline = client.get(f"/v1/cases/{case_id}/timeline").json()["events"]
+        assert [e["type"] for e in timeline] == [
+            "intake.application.submitted",
+            "eligibility.verification.completed",
+            "eligibility.determination.approved",
+            "disbursement.payment.instructed",
+            "disbursement.payment.settled",
+        ]
+        assert [e["time"] for e in timeline] == sorted(e["time"] for e in timeline)
+
+
+def test_a_denied_household_is_referred(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+        response = client.post("/v1/applications", json=application(wage="5000.00"))
+        case_id = response.json()["case_id"]
+        case = follow(client, case_id, lambda c: c["referrals"])
+        assert case["status"] == "denied"
+        assert case["determinations"][0]["reasons"][0]["code"] == "income_not_below_standard"
+        assert case["payments"] == []
+        assert case["referrals"][0]["kind"] == "charity_need"
+    with httpx.Client(base_url=stack.url("referral"), timeout=10) as client:
+        needs = client.get("/v1/needs", params={"area": "310115"}).json()["items"]
+        assert needs
+        assert all("id_number" not in need and "name" not in need for need in needs)
+
+
+def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+        case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()[
+            "case_id"
+        ]
+        case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "failed")
+        assert case["payments"][0]["reason"] == "account closed"
+
+
+def test_every_service_is_ready_and_serves_its_contract(stack: Stack) -> None:
+    for name in SERVICES:
+        ready = httpx.get(stack.url(name) + "/readyz", timeout=5)
+        assert ready.status_code == 200, (name, ready.text)
+        assert httpx.get(stack.url(name) + "/openapi.json", timeout=5).status_code == 200
+        assert "doudi_" in httpx.get(stack.url(name) + "/metrics/", timeout=5).text
+
+
+def test_ctrl_c_stops_everything_and_frees_every_port(stack: Stack) -> None:
+    # Runs last in this module: it stops the stack the other tests used.
+    assert _processes_of(stack.data_dir), "the stack's children carry its data folder in their environment"
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(60) == 0
+    assert "doudi: stopped" in stack.output
+    deadline = time.monotonic() + 10
+    while _processes_of(stack.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_of(stack.data_dir) == []
+    assert [name for name, port in stack.ports.items() if port_in_use(port)] == []
