@@ -33,16 +33,12 @@ async def publish(bootstrap: str, *envelopes: Envelope, topic: str | None = None
     try:
         for envelope in envelopes:
             key, value, headers = envelope.to_kafka()
-            await producer.send_and_wait(
-                topic or topic_for(envelope.type), value=value, key=key, headers=headers
-            )
+            await producer.send_and_wait(topic or topic_for(envelope.type), value=value, key=key, headers=headers)
     finally:
         await producer.stop()
 
 
-async def publish_raw(
-    bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-) -> None:
+async def publish_raw(bootstrap: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

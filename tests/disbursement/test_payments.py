@@ -28,9 +28,7 @@ def approved(case_id: str, account: str | None = "6222021001112223") -> Determin
 
 
 class TestOpenEntitlement:
-    async def test_delivered_twice_opens_one_entitlement_and_one_payment(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_delivered_twice_opens_one_entitlement_and_one_payment(self, services: ServiceFactory) -> None:
         async with manual(services, "disbursement") as runtime:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, approved(case_id), key=case_id)
@@ -38,9 +36,7 @@ class TestOpenEntitlement:
             assert await count(runtime, Payment, Payment.case_id == case_id) == 1
             assert await count(runtime, messaging.outbox, messaging.outbox.c.kafka_key == case_id) == 1
             async with runtime.sessionmaker() as session:
-                payment = (
-                    await session.execute(select(Payment).where(Payment.case_id == case_id))
-                ).scalar_one()
+                payment = (await session.execute(select(Payment).where(Payment.case_id == case_id))).scalar_one()
             assert payment.period == "2026-12"  # the month after approval
             assert payment.amount == Decimal("830.00")
             assert payment.status == "pending"
@@ -50,9 +46,7 @@ class TestOpenEntitlement:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, approved(case_id, account=None), key=case_id)
             async with runtime.sessionmaker() as session:
-                payment = (
-                    await session.execute(select(Payment).where(Payment.case_id == case_id))
-                ).scalar_one()
+                payment = (await session.execute(select(Payment).where(Payment.case_id == case_id))).scalar_one()
             assert payment.status == "held"
             assert await count(runtime, messaging.outbox, messaging.outbox.c.kafka_key == case_id) == 0
 
@@ -72,9 +66,7 @@ def _signed(body: dict[str, str], secret: str = DEV_SECRET) -> tuple[bytes, dict
 
 
 class TestBankCallback:
-    async def test_a_bad_signature_is_refused_with_401_and_changes_nothing(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_a_bad_signature_is_refused_with_401_and_changes_nothing(self, services: ServiceFactory) -> None:
         async with api_client(services, "disbursement") as client:
             payment = await _payment(client, str(uuid.uuid4()))
             body = {"payment_id": payment.payment_id, "bank_reference": "R1", "status": "settled"}
@@ -98,9 +90,7 @@ class TestBankCallback:
                 assert response.json()["status"] == "settled"
             late_failure = {"payment_id": payment.payment_id, "bank_reference": "R1", "status": "failed"}
             raw, headers = _signed(late_failure)
-            assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()[
-                "status"
-            ] == "settled"
+            assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()["status"] == "settled"
             outbox = messaging.outbox
             assert (
                 await count(

@@ -22,7 +22,5 @@ async def test_a_retried_instruction_is_recognised_not_paid_twice() -> None:
         assert first.status_code == again.status_code == 202
         assert first.json()["bank_reference"] == again.json()["bank_reference"]
         assert (await client.get("/v1/summary")).json() == {"payments": 1, "total_amount": "830.00"}
-        changed = await client.post(
-            "/v1/payments", json={**order, "amount": "1.00"}, headers={"Idempotency-Key": "p1"}
-        )
+        changed = await client.post("/v1/payments", json={**order, "amount": "1.00"}, headers={"Idempotency-Key": "p1"})
         assert changed.status_code == 409

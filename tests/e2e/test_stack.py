@@ -48,9 +48,7 @@ class Stack:
 
     def _logs(self) -> str:
         logs = self.data_dir / "logs"
-        return "".join(
-            f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log"))
-        )
+        return "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -165,9 +163,7 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
 
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
-        case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()[
-            "case_id"
-        ]
+        case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]
         case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "failed")
         assert case["payments"][0]["reason"] == "account closed"
 

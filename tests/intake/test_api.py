@@ -67,9 +67,7 @@ class TestSubmitApplication:
             assert await count(client.runtime, Case) == 1
             assert await count(client.runtime, messaging.outbox) == 1
 
-    async def test_same_key_with_another_body_is_409_and_writes_nothing(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_same_key_with_another_body_is_409_and_writes_nothing(self, services: ServiceFactory) -> None:
         async with api_client(services, "intake") as client:
             headers = {"Idempotency-Key": "window-43"}
             await client.post("/v1/applications", json=application(), headers=headers)
@@ -177,9 +175,7 @@ class TestHealth:
     async def test_readyz_is_503_when_the_broker_is_unreachable(self, services: ServiceFactory) -> None:
         from shared.messaging.embedded_broker import free_port
 
-        async with api_client(
-            services, "intake", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}"
-        ) as client:
+        async with api_client(services, "intake", kafka_bootstrap_servers=f"127.0.0.1:{free_port()}") as client:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["broker"] == "unreachable"

@@ -81,10 +81,7 @@ async def test_each_event_delivered_twice_is_recorded_once(services: ServiceFact
     async with manual(services, "intake") as runtime:
         case_id = await new_case(runtime)
         await deliver_twice(runtime, events_for(case_id)[event_type], key=case_id)
-        assert (
-            await count(runtime, CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event_type == event_type)
-            == 1
-        )
+        assert await count(runtime, CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event_type == event_type) == 1
         row = ROWS.get(event_type.rsplit(".", 1)[0])
         if row is not None:
             assert await count(runtime, row, row.case_id == case_id) == 1
@@ -110,9 +107,7 @@ async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(service
                 )
                 await uow.commit()
         async with runtime.sessionmaker() as session:
-            payment = (
-                await session.execute(select(CasePayment).where(CasePayment.case_id == case_id))
-            ).scalar_one()
+            payment = (await session.execute(select(CasePayment).where(CasePayment.case_id == case_id))).scalar_one()
             case = await session.get(Case, case_id)
             determination = (
                 await session.execute(select(CaseDetermination).where(CaseDetermination.case_id == case_id))

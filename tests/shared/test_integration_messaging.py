@@ -191,9 +191,7 @@ class TestConsumerRunner:
             assert headers["x-attempts"] == "3"
             assert headers["x-original-topic"] == "eligibility.determination"
 
-    async def test_an_unreadable_record_goes_to_the_dlq_without_retries(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_an_unreadable_record_goes_to_the_dlq_without_retries(self, services: ServiceFactory) -> None:
         from referral.handlers import on_determination_denied
 
         async with manual(services, "referral") as runtime:
@@ -213,9 +211,7 @@ class TestConsumerRunner:
             assert classes == ["MalformedEnvelope", "PoisonMessage"]
             assert all(headers_of(r)["x-attempts"] == "0" for r in dead)
 
-    async def test_the_running_consumer_applies_events_and_commits_offsets(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_the_running_consumer_applies_events_and_commits_offsets(self, services: ServiceFactory) -> None:
         async with services.run("referral", roles={"worker"}) as runtime:
             bootstrap = runtime.settings.kafka_bootstrap_servers
             case_ids = [str(uuid.uuid4()) for _ in range(20)]
@@ -225,13 +221,9 @@ class TestConsumerRunner:
             assert not runtime.runner.stalled
             await eventually(lambda: _offsets_committed(bootstrap, runtime.runner.group_id))
 
-    async def test_the_watchdog_replaces_a_consumer_that_stops_polling(
-        self, services: ServiceFactory
-    ) -> None:
+    async def test_the_watchdog_replaces_a_consumer_that_stops_polling(self, services: ServiceFactory) -> None:
         async with manual(services, "referral") as runtime:
-            runner = runner_for(
-                runtime, {"eligibility.determination.denied": lambda *a: None}, stall_seconds=0.3
-            )
+            runner = runner_for(runtime, {"eligibility.determination.denied": lambda *a: None}, stall_seconds=0.3)
             calls: list[int] = []
 
             async def wedged(stop: asyncio.Event) -> None:
@@ -250,9 +242,7 @@ class TestConsumerRunner:
 
 
 async def _all_applied(runtime: Any, case_ids: list[str]) -> bool:
-    return await count_needs(runtime) >= len(case_ids) and all(
-        [await count_needs(runtime, c) == 1 for c in case_ids]
-    )
+    return await count_needs(runtime) >= len(case_ids) and all([await count_needs(runtime, c) == 1 for c in case_ids])
 
 
 async def _offsets_committed(bootstrap: str, group_id: str) -> bool:

@@ -70,9 +70,7 @@ DEMO_APPLICATION = {
 def _demo(args: argparse.Namespace) -> int:
     """Submit a sample application and follow the case until it has a determination and a payment."""
     with httpx.Client(base_url=args.intake_url, timeout=10) as client:
-        response = client.post(
-            "/v1/applications", json=DEMO_APPLICATION, headers={"Idempotency-Key": args.key}
-        )
+        response = client.post("/v1/applications", json=DEMO_APPLICATION, headers={"Idempotency-Key": args.key})
         print(f"POST /v1/applications → {response.status_code}")  # noqa: T201
         if response.status_code >= 300:
             print(response.text)  # noqa: T201
@@ -96,17 +94,13 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="doudi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the whole system locally (embedded broker, SQLite)").set_defaults(
-        func=_up
-    )
+    commands.add_parser("up", help="run the whole system locally (embedded broker, SQLite)").set_defaults(func=_up)
     commands.add_parser("migrate", help="migrate every service's database").set_defaults(func=_migrate)
     topics = commands.add_parser("topics", help="create every registered topic on a Kafka cluster")
     topics.add_argument("--bootstrap-servers", required=True)
     topics.add_argument("--replication-factor", type=int, default=1)
     topics.set_defaults(func=_topics)
-    demo = commands.add_parser(
-        "demo", help="submit a sample application to a running stack and show the case"
-    )
+    demo = commands.add_parser("demo", help="submit a sample application to a running stack and show the case")
     demo.add_argument("--intake-url", default="http://127.0.0.1:8001")
     demo.add_argument("--key", default=None, help="Idempotency-Key (default: a new one each run)")
     demo.add_argument("--timeout", type=float, default=15.0)

@@ -91,9 +91,7 @@ class Stack:
         ports.update({name: svc.port for name, svc in services.items()})
         for owner, port in ports.items():
             if port_in_use(port):
-                raise StackError(
-                    f"port {port} ({owner}) is already in use; stop what holds it or change the port"
-                )
+                raise StackError(f"port {port} ({owner}) is already in use; stop what holds it or change the port")
         self.logs.mkdir(parents=True, exist_ok=True)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -109,9 +107,7 @@ class Stack:
                 "DOUDI_DATA_DIR": str(self.settings.data_dir),
             }
             env.setdefault("DISBURSEMENT_BANK_URL", f"http://127.0.0.1:{bank_port}")
-            self._spawn(
-                "sandbox_bank", [sys.executable, "-m", "sandbox_bank"], env, f"http://127.0.0.1:{bank_port}"
-            )
+            self._spawn("sandbox_bank", [sys.executable, "-m", "sandbox_bank"], env, f"http://127.0.0.1:{bank_port}")
             for name, svc in services.items():
                 self._spawn(name, [sys.executable, "-m", name, "all"], env, f"http://{svc.host}:{svc.port}")
             self._wait_ready()

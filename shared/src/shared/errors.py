@@ -46,9 +46,7 @@ class Unprocessable(DomainError):
     title = "Unprocessable content"
 
 
-def problem(
-    status: int, title: str, detail: str, request: Request | None = None, **extra: Any
-) -> JSONResponse:
+def problem(status: int, title: str, detail: str, request: Request | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if request is not None:
         body["instance"] = request.url.path
@@ -71,9 +69,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return problem(
-            422, "Unprocessable content", f"{first['field']}: {first['message']}", request, errors=errors
-        )
+        return problem(422, "Unprocessable content", f"{first['field']}: {first['message']}", request, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

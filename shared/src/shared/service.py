@@ -156,9 +156,7 @@ class Runtime:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        checks["broker"] = (
-            "ok" if await broker_reachable(self.settings.kafka_bootstrap_servers) else "unreachable"
-        )
+        checks["broker"] = "ok" if await broker_reachable(self.settings.kafka_bootstrap_servers) else "unreachable"
         if self.runner is not None:
             checks["consumer"] = "stalled" if self.runner.stalled else "ok"
         if self.relay is not None and self.relay.last_error:
@@ -200,9 +198,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
         finally:
             await runtime.stop()
 
-    app = FastAPI(
-        title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan
-    )
+    app = FastAPI(title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
 
     @app.middleware("http")

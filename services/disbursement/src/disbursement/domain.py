@@ -17,9 +17,7 @@ TRANSITIONS = {
 
 def first_period(decided_on: date) -> str:
     """Monthly aid is paid from the month after approval (上海市社会救助条例 第十六条 and national practice)."""
-    year, month = (
-        (decided_on.year + 1, 1) if decided_on.month == 12 else (decided_on.year, decided_on.month + 1)
-    )
+    year, month = (decided_on.year + 1, 1) if decided_on.month == 12 else (decided_on.year, decided_on.month + 1)
     return f"{year:04d}-{month:02d}"
 
 

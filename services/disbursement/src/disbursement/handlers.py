@@ -11,9 +11,7 @@ from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
 
 
-async def on_determination_approved(
-    uow: UnitOfWork, event: DeterminationApproved, envelope: Envelope
-) -> None:
+async def on_determination_approved(uow: UnitOfWork, event: DeterminationApproved, envelope: Envelope) -> None:
     await service.open_entitlement(uow, event)
 
 

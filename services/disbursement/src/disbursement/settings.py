@@ -24,9 +24,7 @@ class DisbursementSettings(ServiceSettings):
     @model_validator(mode="after")
     def _production_secret(self) -> "DisbursementSettings":
         if self.env == "production" and self.bank_callback_secret == DEV_SECRET:
-            raise ValueError(
-                "bank_callback_secret must be set in production (the development secret is public)"
-            )
+            raise ValueError("bank_callback_secret must be set in production (the development secret is public)")
         if not self.callback_url:
             self.callback_url = f"http://{self.host}:{self.port}/v1/bank/callbacks"
         return self

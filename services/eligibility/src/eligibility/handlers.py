@@ -13,9 +13,7 @@ from shared.messaging.envelope import Envelope
 def build_handlers(settings: EligibilitySettings) -> dict[str, Handler]:
     standard = settings.placeholder_standard
 
-    async def on_application_submitted(
-        uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope
-    ) -> None:
+    async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
         await service.assess_application(uow, event, standard)
 
     return {"intake.application.submitted": on_application_submitted}

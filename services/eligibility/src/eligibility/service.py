@@ -86,9 +86,7 @@ async def assess_application(uow: UnitOfWork, application: ApplicationSubmitted,
 
 async def get_determination(uow: UnitOfWork, determination_id: str) -> Determination:
     found = (
-        await uow.session.execute(
-            select(Determination).where(Determination.determination_id == determination_id)
-        )
+        await uow.session.execute(select(Determination).where(Determination.determination_id == determination_id))
     ).scalar_one_or_none()
     if found is None:
         raise DeterminationNotFound(f"No determination {determination_id}.")

@@ -8,9 +8,7 @@ from shared.settings import ServiceSettings
 
 
 class EligibilitySettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="ELIGIBILITY_", env_file=".env", extra="ignore", validate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="ELIGIBILITY_", env_file=".env", extra="ignore", validate_by_name=True)
     service_name: ClassVar[str] = "eligibility"
     default_port: ClassVar[int] = 8002
 

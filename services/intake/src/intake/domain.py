@@ -49,11 +49,7 @@ PROVINCES = frozenset(
 
 def id_number_problem(id_number: str, today: date | None = None) -> str | None:
     """Why `id_number` is not a valid 18-character resident ID (GB 11643), or None when it is."""
-    if (
-        len(id_number) != 18
-        or not id_number[:17].isdigit()
-        or not (id_number[17].isdigit() or id_number[17] == "X")
-    ):
+    if len(id_number) != 18 or not id_number[:17].isdigit() or not (id_number[17].isdigit() or id_number[17] == "X"):
         return "must be 17 digits followed by a digit or X"
     if id_number[:2] not in PROVINCES:
         return f"unknown region code {id_number[:6]}"

@@ -10,9 +10,7 @@ from shared.messaging.envelope import Envelope
 
 
 async def on_case_event(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
-    await service.record_event(
-        uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time
-    )
+    await service.record_event(uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time)
 
 
 HANDLERS: dict[str, Handler] = dict.fromkeys(

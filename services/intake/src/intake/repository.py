@@ -24,16 +24,12 @@ class CaseRepository:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def list_members(self, case_id: str) -> list[Member]:
-        result = await self.session.execute(
-            select(Member).where(Member.case_id == case_id).order_by(Member.ref)
-        )
+        result = await self.session.execute(select(Member).where(Member.case_id == case_id).order_by(Member.ref))
         return list(result.scalars())
 
     async def list_determinations(self, case_id: str) -> list[CaseDetermination]:
         result = await self.session.execute(
-            select(CaseDetermination)
-            .where(CaseDetermination.case_id == case_id)
-            .order_by(CaseDetermination.programme)
+            select(CaseDetermination).where(CaseDetermination.case_id == case_id).order_by(CaseDetermination.programme)
         )
         return list(result.scalars())
 
@@ -69,8 +65,6 @@ class CaseRepository:
 
     async def list_events(self, case_id: str) -> list[CaseEvent]:
         result = await self.session.execute(
-            select(CaseEvent)
-            .where(CaseEvent.case_id == case_id)
-            .order_by(CaseEvent.occurred_at, CaseEvent.id)
+            select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.occurred_at, CaseEvent.id)
         )
         return list(result.scalars())

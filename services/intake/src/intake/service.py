@@ -40,9 +40,7 @@ class CaseNotFound(NotFound):
 async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Case:
     now = utcnow()
     case_id = str(uuid.uuid4())
-    facts = HouseholdFacts.model_validate(
-        {**command.household.model_dump(mode="json"), "emergency": command.emergency}
-    )
+    facts = HouseholdFacts.model_validate({**command.household.model_dump(mode="json"), "emergency": command.emergency})
     programmes = list(command.programmes or PROGRAMMES)
     case = Case(
         case_id=case_id,
@@ -92,9 +90,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Cas
     return case
 
 
-async def record_event(
-    uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime
-) -> None:
+async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime) -> None:
     """Fold another service's event into the case read model and its timeline. Order-tolerant: events of
     one case can arrive from different topics in any order."""
     case_id: str = event.case_id  # type: ignore[attr-defined]

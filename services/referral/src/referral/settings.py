@@ -6,8 +6,6 @@ from shared.settings import ServiceSettings
 
 
 class ReferralSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="REFERRAL_", env_file=".env", extra="ignore", validate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="REFERRAL_", env_file=".env", extra="ignore", validate_by_name=True)
     service_name: ClassVar[str] = "referral"
     default_port: ClassVar[int] = 8004

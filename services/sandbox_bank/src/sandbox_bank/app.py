@@ -89,9 +89,7 @@ class Bank:
             }
             for attempt in range(1, self.settings.callback_attempts + 1):
                 try:
-                    response = await self.client.post(
-                        payment.order.callback_url, content=body, headers=headers
-                    )
+                    response = await self.client.post(payment.order.callback_url, content=body, headers=headers)
                     if response.status_code < 500:
                         payment.callbacks.append(f"{status}:{response.status_code}")
                         break
@@ -159,7 +157,5 @@ def main() -> int:
         print(f"sandbox_bank: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging("sandbox_bank")
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
-    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
     return 0

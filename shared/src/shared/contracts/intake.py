@@ -10,9 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.base import Event, Money
 
-Relationship = Literal[
-    "applicant", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other"
-]
+Relationship = Literal["applicant", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other"]
 MemberStatus = Literal["ordinary", "imprisoned", "compulsory_rehab", "missing", "religious_detached"]
 IncomeKind = Literal[
     "wage",
@@ -69,9 +67,7 @@ class MemberFacts(_Facts):
     status: MemberStatus = "ordinary"
     disability: Disability | None = None
     serious_illness: bool = False
-    education: Literal["none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate"] = (
-        "none"
-    )
+    education: Literal["none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate"] = "none"
     supporters: list[Supporter] = Field(default_factory=list, max_length=20)
     incomes: list[Income] = Field(default_factory=list, max_length=50)
 

@@ -139,9 +139,7 @@ class ConsumerRunner:
             except (TimeoutError, KafkaError):
                 log.warning("consumer_stop_timed_out")
 
-    async def process(
-        self, consumer: Any, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    async def process(self, consumer: Any, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Apply one `getmany` result, then commit its offsets."""
         deliveries = {tp: [self._read(record) for record in records] for tp, records in batches.items()}
         try:
@@ -170,9 +168,7 @@ class ConsumerRunner:
         try:
             event = EVENT_TYPES[envelope.type].model_validate(envelope.data)
         except ValidationError as exc:
-            return Delivery(
-                record, envelope, None, None, PoisonMessage(f"payload breaks its contract: {exc}")
-            )
+            return Delivery(record, envelope, None, None, PoisonMessage(f"payload breaks its contract: {exc}"))
         return Delivery(record, envelope, event, handler, None)
 
     async def _apply_batch(self, deliveries: list[Delivery]) -> None:
@@ -180,9 +176,7 @@ class ConsumerRunner:
             outcomes = [await self._handle(uow, delivery) for delivery in deliveries]
             await uow.commit()
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            EVENTS_CONSUMED.labels(
-                self.service, delivery.envelope.type if delivery.envelope else "?", outcome
-            ).inc()
+            EVENTS_CONSUMED.labels(self.service, delivery.envelope.type if delivery.envelope else "?", outcome).inc()
 
     async def _apply_one(self, delivery: Delivery) -> None:
         if delivery.error is not None:

@@ -71,9 +71,7 @@ class Envelope:
     def from_kafka(cls, key: bytes | None, value: bytes | None, headers: Any) -> Envelope:
         header_map = dict(headers or ())
         try:
-            event = kafka.from_binary(
-                kafka.KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT
-            )
+            event = kafka.from_binary(kafka.KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT)
             attributes = event.get_attributes()
             data = event.get_data()
         except Exception as exc:

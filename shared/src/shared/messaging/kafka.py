@@ -37,9 +37,7 @@ async def create_topics(bootstrap_servers: str, replication_factor: int = 1) -> 
         missing = [(name, parts) for name, parts in all_topics() if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, parts, replication_factor) for name, parts in missing]
-                )
+                await admin.create_topics([NewTopic(name, parts, replication_factor) for name, parts in missing])
         return [name for name, _ in missing]
     finally:
         await admin.close()

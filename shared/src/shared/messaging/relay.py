@@ -134,9 +134,7 @@ class OutboxRelay:
     async def backlog(self) -> int:
         t = self._table
         async with self._engine.connect() as conn:
-            return int(
-                (await conn.execute(select(func.count()).where(t.c.published_at.is_(None)))).scalar_one()
-            )
+            return int((await conn.execute(select(func.count()).where(t.c.published_at.is_(None)))).scalar_one())
 
     async def prune(self) -> None:
         t = self._table

@@ -23,9 +23,7 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic(
-        "intake.application", 8, "applications submitted at the window, by advisors, online or by discovery"
-    ),
+    Topic("intake.application", 8, "applications submitted at the window, by advisors, online or by discovery"),
     Topic("eligibility.verification", 8, "economic-status verification (means test) results"),
     Topic("eligibility.determination", 8, "eligibility decisions per programme: proposed, approved, denied"),
     Topic("disbursement.payment", 8, "payments to households: settled, failed, returned"),

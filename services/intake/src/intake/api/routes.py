@@ -74,14 +74,10 @@ async def read_case(case_id: str, runtime: RuntimeDep) -> CaseRead:
         created_at=case.created_at,
         updated_at=case.updated_at,
         members=[
-            MemberRead(
-                ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship
-            )
+            MemberRead(ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship)
             for m in found["members"]
         ],
-        determinations=[
-            DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]
-        ],
+        determinations=[DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]],
         payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
         referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
     )
