@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -91,6 +92,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screen(args: argparse.Namespace) -> int:
+    from eligibility.screening import main as screen_main
+
+    if not args.input.is_file():
+        print(f"doudi: no such input file: {args.input}", file=sys.stderr)  # noqa: T201
+        return 2
+    return screen_main(args.input, args.output, with_trace=args.trace)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="doudi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--key", default=None, help="Idempotency-Key (default: a new one each run)")
     demo.add_argument("--timeout", type=float, default=15.0)
     demo.set_defaults(func=_demo)
+    screen = commands.add_parser("screen", help="bulk-screen households (JSON Lines of evaluation requests)")
+    screen.add_argument("--input", type=Path, required=True)
+    screen.add_argument("--output", type=Path, required=True)
+    screen.add_argument("--trace", action="store_true", help="add each household's full explanation")
+    screen.set_defaults(func=_screen)
     args = parser.parse_args(argv)
     if getattr(args, "key", "") is None:
         import uuid
