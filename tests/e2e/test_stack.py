@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,9 +132,11 @@ def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack
         (determination,) = case["determinations"]
         assert determination["programme"] == "subsistence_allowance"
         assert determination["status"] == "approved"
-        assert determination["monthly_amount"] == "1860.00"  # (1330 - 800/2) x 2
+        standard = Decimal(_standard_today(stack))
+        expected = f"{(standard - Decimal('400.00')) * 2:.2f}"  # per-capita income 800 / 2, two members
+        assert determination["monthly_amount"] == expected
         (payment,) = case["payments"]
-        assert payment["amount"] == "1860.00"
+        assert payment["amount"] == expected
         assert payment["bank_reference"].startswith("SBX")
 
         timeline = client.get(f"/v1/cases/{case_id}/timeline").json()["events"]
@@ -146,9 +150,18 @@ def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack
         assert [e["time"] for e in timeline] == sorted(e["time"] for e in timeline)
 
 
+def _standard_today(stack: Stack) -> str:
+    listing = httpx.get(
+        stack.url("eligibility") + "/v1/parameters",
+        params={"region": "310115", "as_of": datetime.now(UTC).date().isoformat()},
+        timeout=5,
+    ).json()
+    return next(p["value"] for p in listing["parameters"] if p["name"] == "subsistence_allowance.standard")
+
+
 def test_a_denied_household_is_referred(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
-        response = client.post("/v1/applications", json=application(wage="5000.00"))
+        response = client.post("/v1/applications", json=application(wage="9000.00"))
         case_id = response.json()["case_id"]
         case = follow(client, case_id, lambda c: c["referrals"])
         assert case["status"] == "denied"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -8,7 +9,7 @@ from sqlalchemy import select
 from eligibility.models import Determination, Verification, messaging
 from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
 from tests.conftest import ServiceFactory, count, deliver_twice, manual
-from tests.factories import TODAY, household_facts
+from tests.factories import household_facts
 
 
 def submitted(case_id: str, wage: str = "500.00") -> ApplicationSubmitted:
@@ -20,7 +21,7 @@ def submitted(case_id: str, wage: str = "500.00") -> ApplicationSubmitted:
         channel="window",
         programmes=["subsistence_allowance"],
         household=HouseholdFacts.model_validate(facts),
-        submitted_at=TODAY,
+        submitted_at=date(2021, 8, 15),
         payee_account="6222021001112223",
     )
 
@@ -55,16 +56,19 @@ class TestAssessApplication:
                     await session.execute(select(Determination).where(Determination.case_id == case_id))
                 ).scalar_one()
             assert found.status == "approved"
-            assert found.monthly_amount == Decimal("830.00")  # (1330 - 500) x 1 member
-            assert found.reasons[0]["source"] == "上海市社会救助条例 第十六条"
+            assert found.monthly_amount == Decimal("830.00")  # (1330 - 500) x 1 member, standard of 2021-07-01
+            assert found.reasons[0]["source"].startswith("上海市社会救助条例")
+            assert found.rule == "rules-engine-v1"
 
     async def test_income_at_the_standard_is_denied_with_the_reason(self, services: ServiceFactory) -> None:
         async with manual(services, "eligibility") as runtime:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, submitted(case_id, wage="1330.00"), key=case_id)
             async with runtime.sessionmaker() as session:
-                found = (
-                    await session.execute(select(Determination).where(Determination.case_id == case_id))
-                ).scalar_one()
-            assert found.status == "denied"
-            assert found.reasons[0]["code"] == "income_not_below_standard"
+                rows = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalars()
+                found = {d.programme: d for d in rows}
+            assert found["subsistence_allowance"].status == "denied"
+            assert found["subsistence_allowance"].reasons[0]["code"] == "income_not_below_standard"
+            # One application, all programmes: at the standard it is within the 1.5x margin line.
+            assert found["low_income_margin"].status == "approved"
+            assert set(found) == {"subsistence_allowance", "low_income_margin"}

@@ -15,7 +15,7 @@ from shared.contracts.referral import NeedPublished
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import ConsumerRunner
 from shared.messaging.envelope import Envelope
-from tests.conftest import ServiceFactory, eventually, manual
+from tests.conftest import ServiceFactory, count, eventually, manual
 from tests.factories import TODAY
 from tests.kafka_helpers import (
     NoCommitConsumer,
@@ -176,10 +176,14 @@ class TestConsumerRunner:
             )
             batches = await fetch_records(bootstrap, "eligibility.determination", keys={case_id}, expect=3)
             consumer = NoCommitConsumer()
-            await runner_for(runtime, {"eligibility.determination.denied": flaky}).process(consumer, batches)
+            runner = runner_for(runtime, {"eligibility.determination.denied": flaky})
+            await runner.process(consumer, batches)
             # Once inside the failed batch, then three times on its own before it is dead-lettered.
             assert attempts == [bad_envelope.id] * 4
-            assert await count_needs(runtime, case_id) == 2  # the good ones on either side were applied
+            # The good ones on either side were applied (referral keeps one need per case, so count the inbox).
+            inbox = messaging.inbox
+            assert await count(runtime, inbox, inbox.c.consumer == runner.group_id) == 2
+            assert await count_needs(runtime, case_id) == 1
             ((tp, records),) = batches.items()
             assert consumer.commits[-1] == {tp: records[-1].offset + 1}
             dead = await read_topic(bootstrap, "eligibility.determination.dlq", keys={case_id}, expect=1)

@@ -36,6 +36,8 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
 
     Skeleton: the first period is instructed at once, so the journey shows a payment within seconds; the
     monthly payment run, the ledger and reconciliation belong to the disbursement issue."""
+    if approved.payment_kind == "none":
+        return
     amount = approved.monthly_amount if approved.payment_kind == "monthly" else approved.amount
     if amount is None or amount <= 0:
         return

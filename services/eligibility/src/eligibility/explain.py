@@ -59,7 +59,9 @@ TEXT = {
     "income_within_margin": "per-capita income {pc} is within the margin line {line}",
     "income_above_margin": "per-capita income {pc} is above the margin line {line}",
     "eligible_for_subsistence_allowance": "the household qualifies for the subsistence allowance instead",
-    "rigid_expenditure_below_standard": "after rigid expenditure the per-capita income {after} is below the standard {std}",
+    "rigid_expenditure_below_standard": (
+        "after rigid expenditure the per-capita income {after} is below the standard {std}"
+    ),
     "medical_expense_ratio": "medical spending reaches the set share of household income",
     "income_above_benchmark": "annual per-capita income is not below the city's per-capita disposable income",
     "no_trigger": "neither expenditure trigger applies",

@@ -72,5 +72,5 @@ def run(
 def main(input_path: Path, output_path: Path, with_trace: bool = False) -> int:
     with input_path.open("rb") as source, output_path.open("wb") as sink:
         counts = run(source, sink, with_trace=with_trace, progress=sys.stderr)
-    print(f"done: {counts['households']:,} households screened, {counts['errors']:,} lines refused", file=sys.stderr)
+    print(f"done: {counts['households']:,} households screened, {counts['errors']:,} lines refused", file=sys.stderr)  # noqa: T201
     return 0

@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from eligibility import domain
+from eligibility.evaluation import EvaluationRefused, evaluate_request
 from eligibility.models import Determination, Verification
 from shared.contracts.eligibility import DeterminationApproved, DeterminationDenied, VerificationCompleted
 from shared.contracts.intake import ApplicationSubmitted
@@ -20,21 +21,44 @@ class DeterminationNotFound(NotFound):
     title = "Determination not found"
 
 
-async def assess_application(uow: UnitOfWork, application: ApplicationSubmitted, standard: Decimal) -> None:
-    """Verify the household and decide. Skeleton: the declared figures stand in for the verification
-    centre's, and the decision is final at once (no officer approval, no public notice yet)."""
+async def assess_application(uow: UnitOfWork, application: ApplicationSubmitted) -> None:
+    """Verify the household and decide every programme with the rules engine ("one application, all
+    programmes"): a determination for each programme the household qualifies for, and a denial for each
+    programme it asked for and does not qualify for (a denial of the subsistence allowance when it asked
+    for nothing in particular and qualifies for nothing).
+
+    Not built yet: verification against the verification centre's data (the declared figures stand in for
+    it) and the officer's approval with public notice; decisions are final at once."""
     session = uow.session
     now = utcnow()
-    test = domain.income_test(application.household)
+    household = application.household.model_dump(mode="json")
+    request = {"region": application.region, "as_of": application.submitted_at.isoformat(), "household": household}
+    try:
+        answer = evaluate_request(request, with_trace=True)
+    except EvaluationRefused as exc:
+        await uow.outbox.add(
+            VerificationCompleted(
+                case_id=application.case_id,
+                verification_id=str(uuid.uuid4()),
+                sources=["declared"],
+                counted_members=0,
+                counted_monthly_income=Decimal("0.00"),
+                per_capita_monthly_income=Decimal("0.00"),
+                discrepancies=[f"cannot decide: {exc.detail}"],
+            ),
+            key=application.case_id,
+        )
+        return
+    figures = answer["household"]
     verification = Verification(
         verification_id=str(uuid.uuid4()),
         case_id=application.case_id,
         region=application.region,
         sources=["declared"],
-        household=application.household.model_dump(mode="json"),
-        counted_members=test.counted_members,
-        counted_monthly_income=test.counted_monthly_income,
-        per_capita_monthly_income=test.per_capita_monthly_income,
+        household=household,
+        counted_members=figures["counted_members"],
+        counted_monthly_income=Decimal(figures["counted_monthly_income"]),
+        per_capita_monthly_income=Decimal(figures["per_capita_monthly_income"]),
         completed_at=now,
     )
     session.add(verification)
@@ -43,45 +67,53 @@ async def assess_application(uow: UnitOfWork, application: ApplicationSubmitted,
             case_id=application.case_id,
             verification_id=verification.verification_id,
             sources=["declared"],
-            counted_members=test.counted_members,
-            counted_monthly_income=test.counted_monthly_income,
-            per_capita_monthly_income=test.per_capita_monthly_income,
+            counted_members=verification.counted_members,
+            counted_monthly_income=verification.counted_monthly_income,
+            per_capita_monthly_income=verification.per_capita_monthly_income,
         ),
         key=application.case_id,
     )
-    decision = domain.subsistence_allowance(test, standard)
-    determination = Determination(
-        determination_id=str(uuid.uuid4()),
-        case_id=application.case_id,
-        programme=decision.programme,
-        region=application.region,
-        status="approved" if decision.eligible else "denied",
-        monthly_amount=decision.monthly_amount,
-        amount=None,
-        reasons=[r.model_dump() for r in decision.reasons],
-        rule=domain.PLACEHOLDER_RULE,
-        decided_on=now.date(),
-        created_at=now,
-    )
-    session.add(determination)
-    await session.flush()
-    common = {
-        "case_id": application.case_id,
-        "determination_id": determination.determination_id,
-        "programme": decision.programme,
-        "region": application.region,
-        "decided_on": now.date(),
-        "monthly_amount": decision.monthly_amount,
-        "reasons": decision.reasons,
-        "rule": domain.PLACEHOLDER_RULE,
-    }
-    if decision.eligible:
-        await uow.outbox.add(
-            DeterminationApproved(**common, payment_kind="monthly", payee_account=application.payee_account),
-            key=application.case_id,
+    asked = set(application.programmes) or {"subsistence_allowance"}
+    results = {r["programme"]: r for r in answer["results"]}
+    for programme, result in results.items():
+        if not result["eligible"] and programme not in asked:
+            continue
+        decision = domain.decision_from(result)
+        determination = Determination(
+            determination_id=str(uuid.uuid4()),
+            case_id=application.case_id,
+            programme=programme,
+            region=application.region,
+            status="approved" if decision.eligible else "denied",
+            monthly_amount=decision.monthly_amount,
+            amount=decision.amount,
+            reasons=[r.model_dump() for r in decision.reasons],
+            rule=domain.RULE,
+            decided_on=now.date(),
+            created_at=now,
         )
-    else:
-        await uow.outbox.add(DeterminationDenied(**common), key=application.case_id)
+        session.add(determination)
+        common = {
+            "case_id": application.case_id,
+            "determination_id": determination.determination_id,
+            "programme": programme,
+            "region": application.region,
+            "decided_on": now.date(),
+            "monthly_amount": decision.monthly_amount,
+            "amount": decision.amount,
+            "reasons": decision.reasons,
+            "rule": domain.RULE,
+        }
+        if decision.eligible:
+            await uow.outbox.add(
+                DeterminationApproved(
+                    **common, payment_kind=decision.payment_kind, payee_account=application.payee_account
+                ),
+                key=application.case_id,
+            )
+        else:
+            await uow.outbox.add(DeterminationDenied(**common), key=application.case_id)
+    await session.flush()
 
 
 async def get_determination(uow: UnitOfWork, determination_id: str) -> Determination:

@@ -18,7 +18,7 @@ from shared.contracts.eligibility import (
     DeterminationProposed,
     VerificationCompleted,
 )
-from shared.contracts.intake import PROGRAMMES, ApplicationSubmitted, HouseholdFacts
+from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
@@ -41,7 +41,8 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Cas
     now = utcnow()
     case_id = str(uuid.uuid4())
     facts = HouseholdFacts.model_validate({**command.household.model_dump(mode="json"), "emergency": command.emergency})
-    programmes = list(command.programmes or PROGRAMMES)
+    # Empty means the household asked for nothing in particular: every programme is evaluated anyway.
+    programmes = list(command.programmes or [])
     case = Case(
         case_id=case_id,
         status="submitted",

@@ -18,6 +18,10 @@ DEFAULT_CATEGORY = "food"
 
 
 async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
+    """One need per case: a household denied several programmes needs help once, not once per programme."""
+    existing = await uow.session.execute(select(Need.need_id).where(Need.case_id == denied.case_id).limit(1))
+    if existing.first() is not None:
+        return
     need = Need(
         need_id=str(uuid.uuid4()),
         case_id=denied.case_id,

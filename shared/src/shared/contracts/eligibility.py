@@ -49,7 +49,7 @@ class DeterminationProposed(_Determination):
 class DeterminationApproved(_Determination):
     event_type = "eligibility.determination.approved"
 
-    payment_kind: Literal["monthly", "one_off"] = "monthly"
+    payment_kind: Literal["monthly", "one_off", "none"] = "monthly"
     payee_account: str | None = None
 
 
