@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

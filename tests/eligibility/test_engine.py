@@ -79,7 +79,8 @@ def test_a_batch_of_many_households_matches_one_by_one() -> None:
     counts = run(io.BytesIO(source), sink)
     lines = [orjson.loads(raw) for raw in sink.getvalue().splitlines()]
     assert counts == {"households": 300, "errors": 1}
-    assert lines[-1]["line"] == 301 and "error" in lines[-1]
+    assert lines[-1]["line"] == 301
+    assert "error" in lines[-1]
     for request, line in zip(batch, lines, strict=False):
         single = evaluate_request(request, with_trace=False)
         for programme, bulk in line["results"].items():
