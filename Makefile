@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate clean
+.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate bench clean
 
 install: $(STAMP)
 
@@ -35,9 +35,13 @@ test-postgres: install
 	DOUDI_TEST_DATABASE_URL=$${DOUDI_TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (not tests: nothing here asserts a time). Results go to docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.eligibility $(BENCH_ARGS)
+
 lint: install
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff format --check shared services tests bench
 
 fmt: install
 	$(BIN)/ruff format shared services tests

@@ -98,7 +98,7 @@ def _screen(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         print(f"doudi: no such input file: {args.input}", file=sys.stderr)  # noqa: T201
         return 2
-    return screen_main(args.input, args.output, with_trace=args.trace)
+    return screen_main(args.input, args.output, with_trace=args.trace, workers=args.workers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     screen.add_argument("--input", type=Path, required=True)
     screen.add_argument("--output", type=Path, required=True)
     screen.add_argument("--trace", action="store_true", help="add each household's full explanation")
+    screen.add_argument("--workers", type=int, default=None, help="processes to use (default: one per core)")
     screen.set_defaults(func=_screen)
     args = parser.parse_args(argv)
     if getattr(args, "key", "") is None:

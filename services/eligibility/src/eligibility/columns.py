@@ -8,7 +8,6 @@ cannot read exactly, and callers fall back to the pydantic schema for a precise 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -43,8 +42,6 @@ _RELATIONSHIP = {name: i for i, name in enumerate(RELATIONSHIPS)}
 _DISABILITY = {name: i for i, name in enumerate(DISABILITIES)}
 _EDUCATION = {name: i for i, name in enumerate(EDUCATION)}
 _INCOME = {name: i for i, name in enumerate(INCOME_KINDS)}
-_MONEY = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
-_REGION = re.compile(r"^\d{6}$")
 
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -52,11 +49,14 @@ Bools = npt.NDArray[np.bool_]
 
 def fen(value: Any) -> int:
     """'800.5' → 80050. Only non-negative strings with at most two decimals; anything else is a ValueError."""
-    match = _MONEY.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"not an amount: {value!r}")
-    whole, cents = match.groups()
-    return int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
+    if type(value) is str and value.isascii():
+        whole, dot, cents = value.partition(".")
+        if whole.isdigit() and len(whole) <= 12:
+            if not dot:
+                return int(whole) * 100
+            if cents.isdigit() and len(cents) <= 2:
+                return int(whole) * 100 + int(cents) * (10 if len(cents) == 1 else 1)
+    raise ValueError(f"not an amount: {value!r}")
 
 
 def age_on(birth: date, on: date) -> int:
@@ -66,9 +66,18 @@ def age_on(birth: date, on: date) -> int:
 def _count(value: Any) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if type(value) is not int or value < 0:
         raise ValueError(f"not a count: {value!r}")
     return value
+
+
+def _fen_of(block: dict[str, Any], key: str) -> int:
+    value = block.get(key)
+    return 0 if value is None else fen(value)
+
+
+def _is_region(code: Any) -> bool:
+    return type(code) is str and len(code) == 6 and code.isascii() and code.isdigit()
 
 
 @dataclass
@@ -116,6 +125,13 @@ class ColumnBuilder:
         self.m: list[tuple[int, int, int, int, bool, bool, int, int, int]] = []
         self.income: list[tuple[int, int, int]] = []
         self.s: list[tuple[int, int, bool, bool, int]] = []
+        self._ages: dict[str, int] = {}
+
+    def _age(self, birth_date: str) -> int:
+        age = self._ages.get(birth_date)
+        if age is None:
+            age = self._ages[birth_date] = age_on(date.fromisoformat(birth_date), self.as_of)
+        return age
 
     def __len__(self) -> int:
         return len(self.h)
@@ -126,14 +142,14 @@ class ColumnBuilder:
         members = household["members"]
         if not isinstance(members, list) or not members or len(members) > 30:
             raise ValueError("members")
-        as_of, province = self.as_of, self._province
+        province = self._province
         m_rows, incomes, supporters = [], [], []
         first_member = len(self.m)
         for offset, member in enumerate(members):
             member_index = first_member + offset
             hukou = member["hukou_region"]
             permit = member.get("residence_permit_region")
-            if not _REGION.match(hukou) or (permit is not None and not _REGION.match(permit)):
+            if not _is_region(hukou) or (permit is not None and not _is_region(permit)):
                 raise ValueError("region code")
             disability = member.get("disability")
             if disability is None:
@@ -142,14 +158,13 @@ class ColumnBuilder:
                 kind, grade = _DISABILITY[disability["kind"]], disability["grade"]
                 if kind == 0 or not isinstance(grade, int) or isinstance(grade, bool) or not 1 <= grade <= 4:
                     raise ValueError("disability")
-            if not isinstance(member.get("ref"), str) or not member["ref"]:
-                raise ValueError("ref")
-            if not isinstance(member.get("serious_illness", False), bool):
-                raise ValueError("serious_illness")
+            ref = member.get("ref")
+            if type(ref) is not str or not ref or type(member.get("serious_illness", False)) is not bool:
+                raise ValueError("ref or serious_illness")
             m_rows.append(
                 (
                     index,
-                    age_on(date.fromisoformat(member["birth_date"]), as_of),
+                    self._age(member["birth_date"]),
                     _STATUS[member.get("status") or "ordinary"],
                     _RELATIONSHIP[member["relationship"]],
                     hukou[:2] == province,
@@ -165,7 +180,7 @@ class ColumnBuilder:
                 supporters.append(
                     (
                         member_index,
-                        age_on(date.fromisoformat(supporter["birth_date"]), as_of),
+                        self._age(supporter["birth_date"]),
                         _flag(supporter.get("receives_subsistence_allowance", False)),
                         _flag(supporter.get("extreme_poverty", False)),
                         fen(supporter.get("monthly_income", "0.00")),
@@ -176,18 +191,18 @@ class ColumnBuilder:
         area = assets.get("home_floor_area_m2")
         emergency = household.get("emergency")
         if emergency is not None:
-            if emergency["kind"] not in EMERGENCY_KINDS or not _REGION.match(emergency["region"]):
+            if emergency["kind"] not in EMERGENCY_KINDS or not _is_region(emergency["region"]):
                 raise ValueError("emergency")
             date.fromisoformat(emergency["occurred_on"])
         row = (
-            fen(assets.get("monetary", "0.00")),
-            _count(assets.get("private_cars", 0)),
-            _count(assets.get("non_residential_properties", 0)),
-            _count(assets.get("homes", 0)),
+            _fen_of(assets, "monetary"),
+            _count(assets.get("private_cars")),
+            _count(assets.get("non_residential_properties")),
+            _count(assets.get("homes")),
             -1 if area is None else fen(area),
-            fen(spend.get("medical_monthly", "0.00")),
-            fen(spend.get("education_monthly", "0.00")),
-            fen(spend.get("other_rigid_monthly", "0.00")),
+            _fen_of(spend, "medical_monthly"),
+            _fen_of(spend, "education_monthly"),
+            _fen_of(spend, "other_rigid_monthly"),
             emergency is not None,
         )
         # Everything was read: only now does the household join the batch, so a bad one leaves no trace.

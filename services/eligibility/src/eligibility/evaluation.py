@@ -10,7 +10,7 @@ from typing import Any
 
 from eligibility.columns import ColumnBuilder
 from eligibility.engine import Scalars, evaluate
-from eligibility.explain import explain, summary
+from eligibility.explain import explain, summaries
 from eligibility.params import Catalogue, ParameterError, catalogue
 from shared.errors import Unprocessable
 
@@ -83,11 +83,12 @@ def screen(
             yield line, {"line": line, "error": error}
             continue
         try:
-            region, as_of = request["region"], date.fromisoformat(str(request["as_of"]))
+            region, day = request["region"], request["as_of"]
             overrides = request.get("parameter_overrides") or None
-            key = (region, as_of.isoformat(), json.dumps(overrides, sort_keys=True) if overrides else "")
+            key = (region, day, json.dumps(overrides, sort_keys=True) if overrides else "")
             group = groups.get(key)
             if group is None:
+                as_of = date.fromisoformat(str(day))
                 data.resolve(region, as_of, overrides)  # refuse an unanswerable group early
                 group = groups[key] = _Group(ColumnBuilder(region, as_of), overrides)
             try:
@@ -115,14 +116,11 @@ def screen(
         resolved = data.resolve(region, as_of, group.overrides)
         scalars = Scalars.from_resolved(resolved)
         outcome = evaluate(group.builder.build(), scalars)
+        results = summaries(outcome)
+        day = as_of.isoformat()
         offset = 0
         for i, line in enumerate(group.lines):
-            out: dict[str, Any] = {
-                "line": line,
-                "region": region,
-                "as_of": as_of.isoformat(),
-                "results": summary(outcome, i),
-            }
+            out: dict[str, Any] = {"line": line, "region": region, "as_of": day, "results": results[i]}
             if with_trace:
                 household = group.requests[i]["household"]
                 refs = [m["ref"] for m in household["members"]]
