@@ -82,8 +82,23 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         yield {service: stack.enter_context(fresh_database(service, directory)) for service in SERVICES}
 
 
-def make_settings(spec: ServiceSpec, database_url: str, bootstrap: str, **overrides: Any) -> ServiceSettings:
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' data folder: it holds the development signing key the services trust."""
+    return tmp_path_factory.mktemp("data")
+
+
+def token(data_dir: Path, role: str = "admin", region: str = "000000", subject: str = "tester") -> str:
+    from shared.auth import mint_dev_token
+
+    return mint_dev_token(data_dir, role=role, region=region, subject=subject, issuer="doudi-dev", audience="doudi")
+
+
+def make_settings(
+    spec: ServiceSpec, database_url: str, bootstrap: str, data_dir: Path, **overrides: Any
+) -> ServiceSettings:
     values: dict[str, Any] = {
+        "data_dir": data_dir,
         "database_url": database_url,
         "kafka_bootstrap_servers": bootstrap,
         "env": "test",
@@ -110,23 +125,26 @@ async def running(spec: ServiceSpec, settings: ServiceSettings, roles: set[str])
 
 
 class ServiceFactory:
-    def __init__(self, urls: dict[str, str], broker: EmbeddedBroker) -> None:
+    def __init__(self, urls: dict[str, str], broker: EmbeddedBroker, data_dir: Path) -> None:
         self.urls = urls
         self.broker = broker
+        self.data_dir = data_dir
 
     def spec(self, name: str) -> ServiceSpec:
         return load_spec(name)
 
     def settings(self, name: str, **overrides: Any) -> ServiceSettings:
-        return make_settings(self.spec(name), self.urls[name], self.broker.bootstrap_servers, **overrides)
+        return make_settings(
+            self.spec(name), self.urls[name], self.broker.bootstrap_servers, self.data_dir, **overrides
+        )
 
     def run(self, name: str, roles: set[str] | None = None, **overrides: Any) -> Any:
         return running(self.spec(name), self.settings(name, **overrides), roles or set())
 
 
 @pytest.fixture
-def services(database_urls: dict[str, str], broker: EmbeddedBroker) -> ServiceFactory:
-    return ServiceFactory(database_urls, broker)
+def services(database_urls: dict[str, str], broker: EmbeddedBroker, data_dir: Path) -> ServiceFactory:
+    return ServiceFactory(database_urls, broker, data_dir)
 
 
 async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
@@ -150,8 +168,11 @@ async def empty_tables(runtime: Runtime) -> None:
 
 
 @contextlib.asynccontextmanager
-async def api_client(services: ServiceFactory, name: str, **overrides: Any) -> AsyncIterator[Any]:
-    """An httpx client on the service's ASGI app (API role only), its lifespan run, its tables emptied."""
+async def api_client(
+    services: ServiceFactory, name: str, *, role: str = "admin", region: str = "000000", **overrides: Any
+) -> AsyncIterator[Any]:
+    """An httpx client on the service's ASGI app (API role only), its lifespan run, its tables emptied,
+    authenticated as `role` in `region` (a national admin unless told otherwise)."""
     import httpx
 
     from shared.service import create_app
@@ -160,8 +181,10 @@ async def api_client(services: ServiceFactory, name: str, **overrides: Any) -> A
     async with app.router.lifespan_context(app):
         await empty_tables(app.state.runtime)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = {"Authorization": f"Bearer {token(services.data_dir, role, region)}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             client.runtime = app.state.runtime  # type: ignore[attr-defined]
+            client.app = app  # type: ignore[attr-defined]
             yield client
 
 

@@ -27,8 +27,11 @@ DOUDI = Path(sys.executable).parent / "doudi"
 
 
 class Stack:
-    def __init__(self, process: subprocess.Popen[str], ports: dict[str, int], data_dir: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], ports: dict[str, int], data_dir: Path, env: dict[str, str]
+    ) -> None:
         self.process = process
+        self.env = env
         self.ports = ports
         self.data_dir = data_dir
         self.output: list[str] = []
@@ -54,6 +57,18 @@ class Stack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def client(self, service: str, role: str = "window", region: str = "310115") -> httpx.Client:
+        """A client with a token minted by `doudi token`, as a developer would get one."""
+        minted = subprocess.run(
+            [str(DOUDI), "token", "--role", role, "--region", region],
+            env=self.env,
+            cwd=self.data_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return httpx.Client(base_url=self.url(service), timeout=10, headers={"Authorization": f"Bearer {minted}"})
 
 
 def _processes_of(data_dir: Path) -> list[int]:
@@ -94,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             text=True,
             stdin=subprocess.DEVNULL,
         )
-        running = Stack(process, ports, data_dir)
+        running = Stack(process, ports, data_dir, env)
         try:
             running.wait_until_up()
             yield running
@@ -119,7 +134,7 @@ def follow(client: httpx.Client, case_id: str, done: Any, timeout: float = 20.0)
 
 
 def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+    with stack.client("intake") as client:
         headers = {"Idempotency-Key": "e2e-approved"}
         first = client.post("/v1/applications", json=application(), headers=headers)
         assert first.status_code == 201, first.text
@@ -151,16 +166,15 @@ def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack
 
 
 def _standard_today(stack: Stack) -> str:
-    listing = httpx.get(
-        stack.url("eligibility") + "/v1/parameters",
-        params={"region": "310115", "as_of": datetime.now(UTC).date().isoformat()},
-        timeout=5,
-    ).json()
+    with stack.client("eligibility") as client:
+        listing = client.get(
+            "/v1/parameters", params={"region": "310115", "as_of": datetime.now(UTC).date().isoformat()}
+        ).json()
     return next(p["value"] for p in listing["parameters"] if p["name"] == "subsistence_allowance.standard")
 
 
 def test_a_denied_household_is_referred(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+    with stack.client("intake") as client:
         response = client.post("/v1/applications", json=application(wage="9000.00"))
         case_id = response.json()["case_id"]
         case = follow(client, case_id, lambda c: c["referrals"])
@@ -168,14 +182,14 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         assert case["determinations"][0]["reasons"][0]["code"] == "income_not_below_standard"
         assert case["payments"] == []
         assert case["referrals"][0]["kind"] == "charity_need"
-    with httpx.Client(base_url=stack.url("referral"), timeout=10) as client:
+    with stack.client("referral", role="charity", region="310115") as client:
         needs = client.get("/v1/needs", params={"area": "310115"}).json()["items"]
         assert needs
         assert all("id_number" not in need and "name" not in need for need in needs)
 
 
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url("intake"), timeout=10) as client:
+    with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]
         case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "failed")
         assert case["payments"][0]["reason"] == "account closed"
@@ -187,6 +201,9 @@ def test_every_service_is_ready_and_serves_its_contract(stack: Stack) -> None:
         assert ready.status_code == 200, (name, ready.text)
         assert httpx.get(stack.url(name) + "/openapi.json", timeout=5).status_code == 200
         assert "doudi_" in httpx.get(stack.url(name) + "/metrics/", timeout=5).text
+    unauthenticated = httpx.get(stack.url("intake") + "/v1/cases/any", timeout=5)
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["content-type"] == "application/problem+json"
 
 
 def test_ctrl_c_stops_everything_and_frees_every_port(stack: Stack) -> None:

@@ -33,5 +33,14 @@ class TestSettings:
 
     def test_production_requires_an_explicit_database(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DOUDI_ENV", "production")
+        monkeypatch.setenv("DOUDI_AUTH_JWKS_URL", "https://idp.example/jwks")
         with pytest.raises(SettingsError, match="database_url"):
+            load_settings(IntakeSettings)
+
+    def test_production_refuses_to_run_without_the_identity_providers_keys(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DOUDI_ENV", "production")
+        monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+asyncpg://db/intake")
+        with pytest.raises(SettingsError, match="DOUDI_AUTH_JWKS_URL"):
             load_settings(IntakeSettings)

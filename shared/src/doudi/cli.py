@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from doudi.stack import Stack, StackError, StackSettings, migrate_all, service_settings
+from shared.auth import ROLES, mint_dev_token
 from shared.messaging.kafka import create_topics
 from shared.settings import SettingsError, load_settings
 
@@ -68,9 +69,38 @@ DEMO_APPLICATION = {
 }
 
 
+def _dev_token(role: str, region: str, subject: str, ttl: int = 8 * 3600) -> str:
+    stack = load_settings(StackSettings)
+    if stack.env == "production":
+        raise SettingsError(
+            "doudi token mints development tokens only; production tokens come from the identity provider"
+        )
+    return mint_dev_token(
+        stack.data_dir,
+        role=role,
+        region=region,
+        subject=subject,
+        issuer=stack.auth_issuer,
+        audience=stack.auth_audience,
+        ttl_seconds=ttl,
+    )
+
+
+def _token(args: argparse.Namespace) -> int:
+    if args.role not in ROLES:
+        print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
+        return 2
+    if not args.region.isdigit() or len(args.region) not in (6, 9, 12):
+        print("doudi: --region must be a 6-, 9- or 12-digit code", file=sys.stderr)  # noqa: T201
+        return 2
+    print(_dev_token(args.role, args.region, args.sub or f"dev-{args.role}", args.ttl))  # noqa: T201
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Submit a sample application and follow the case until it has a determination and a payment."""
-    with httpx.Client(base_url=args.intake_url, timeout=10) as client:
+    token = _dev_token("window", "310115", "doudi-demo")
+    with httpx.Client(base_url=args.intake_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
         response = client.post("/v1/applications", json=DEMO_APPLICATION, headers={"Idempotency-Key": args.key})
         print(f"POST /v1/applications → {response.status_code}")  # noqa: T201
         if response.status_code >= 300:
@@ -110,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     topics.add_argument("--bootstrap-servers", required=True)
     topics.add_argument("--replication-factor", type=int, default=1)
     topics.set_defaults(func=_topics)
+    token = commands.add_parser("token", help="mint a development token (signed by the local development key)")
+    token.add_argument("--role", required=True, help=", ".join(ROLES))
+    token.add_argument("--region", required=True, help="a district, street or community code")
+    token.add_argument("--sub", default=None, help="who the token names (default dev-ROLE)")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds the token is valid")
+    token.set_defaults(func=_token)
     demo = commands.add_parser("demo", help="submit a sample application to a running stack and show the case")
     demo.add_argument("--intake-url", default="http://127.0.0.1:8001")
     demo.add_argument("--key", default=None, help="Idempotency-Key (default: a new one each run)")

@@ -19,6 +19,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.auth import ensure_dev_keypair
 from shared.db.migrate import upgrade
 from shared.messaging.embedded_broker import EmbeddedBroker, port_in_use
 from shared.messaging.kafka import create_topics
@@ -32,7 +33,10 @@ SERVICES = ("intake", "eligibility", "disbursement", "referral")
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOUDI_", env_file=".env", extra="ignore")
 
+    env: str = "development"
     data_dir: Path = Path("data")
+    auth_issuer: str = "doudi-dev"
+    auth_audience: str = "doudi"
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     ready_timeout_seconds: float = Field(default=60.0, gt=0)
 
@@ -93,6 +97,8 @@ class Stack:
             if port_in_use(port):
                 raise StackError(f"port {port} ({owner}) is already in use; stop what holds it or change the port")
         self.logs.mkdir(parents=True, exist_ok=True)
+        if not any(svc.auth_jwks_url for svc in services.values()):
+            ensure_dev_keypair(self.settings.data_dir)  # one development key, trusted by every service
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             print(f"doudi: starting the embedded broker (Tansu) on {bootstrap}")  # noqa: T201
@@ -177,7 +183,8 @@ class Stack:
             f"  {'data':<13} {self.settings.data_dir.resolve()}",
             f"  {'logs':<13} {self.logs.resolve()}",
             "",
-            "Try it: doudi demo    Stop: Ctrl-C",
+            "Try it: .venv/bin/doudi demo    A token: .venv/bin/doudi token --role window --region 310115",
+            "Stop: Ctrl-C",
         ]
         print("\n".join(lines), flush=True)  # noqa: T201
 

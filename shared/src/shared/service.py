@@ -26,6 +26,8 @@ from prometheus_client import make_asgi_app
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.auth import Authenticator, AuthError, ensure_dev_keypair
+from shared.authz import is_public
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
 from shared.errors import install_problem_handlers, problem
@@ -199,7 +201,22 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
             await runtime.stop()
 
     app = FastAPI(title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan)
+    app.state.service_name = spec.name
     install_problem_handlers(app)
+    authenticator = make_authenticator(settings)
+    development = settings.env != "production"
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Any:
+        if is_public(request.url.path, development):
+            return await call_next(request)
+        try:
+            request.state.principal = await authenticator.authenticate(request.headers.get("Authorization"))
+        except AuthError as exc:
+            response = problem(401, "Unauthorized", str(exc), request)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="doudi"'
+            return response
+        return await call_next(request)
 
     @app.middleware("http")
     async def trace_context(request: Request, call_next: Any) -> Any:
@@ -231,6 +248,19 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+def make_authenticator(settings: ServiceSettings) -> Authenticator:
+    dev_key = None
+    if not settings.auth_jwks_url and settings.env != "production":
+        _private, public = ensure_dev_keypair(settings.data_dir)
+        dev_key = public.read_bytes()
+    return Authenticator(
+        jwks_url=settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        dev_public_key=dev_key,
+    )
 
 
 async def _run_headless(spec: ServiceSpec, settings: ServiceSettings, roles: set[str]) -> None:

@@ -39,6 +39,12 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = common("LOG_LEVEL", default="INFO")
     log_json: bool = common("LOG_JSON", default=True)
 
+    # Authentication: the identity provider's published keys in production; without a JWKS URL, outside
+    # production, tokens signed by the development key under the data folder (`doudi token`) are trusted.
+    auth_jwks_url: str = common("AUTH_JWKS_URL", default="")
+    auth_issuer: str = common("AUTH_ISSUER", default="doudi-dev")
+    auth_audience: str = common("AUTH_AUDIENCE", default="doudi")
+
     # The service's own database and port.
     database_url: str = ""
     host: str = "127.0.0.1"
@@ -73,6 +79,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> ServiceSettings:
+        if self.env == "production" and not self.auth_jwks_url:
+            raise ValueError("DOUDI_AUTH_JWKS_URL must be set in production (the development key is never trusted)")
         if not self.database_url:
             if self.env == "production":
                 raise ValueError("database_url must be set in production")

@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from disbursement import domain
 from disbursement.models import Entitlement, Payment
+from shared.auth import Principal
+from shared.authz import region_clause
 from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
 from shared.contracts.eligibility import DeterminationApproved
 from shared.db.base import utcnow
@@ -131,8 +133,14 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
     return payment.status
 
 
-async def get_payment(uow: UnitOfWork, payment_id: str) -> Payment:
-    payment = await uow.session.get(Payment, payment_id)
+async def get_payment(uow: UnitOfWork, payment_id: str, principal: Principal) -> Payment:
+    payment = (
+        await uow.session.execute(
+            select(Payment)
+            .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
+            .where(Payment.payment_id == payment_id, region_clause(principal, Entitlement.region))
+        )
+    ).scalar_one_or_none()
     if payment is None:
         raise PaymentNotFound(f"No payment {payment_id}.")
     return payment

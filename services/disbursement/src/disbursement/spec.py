@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from disbursement.api.routes import router
+from disbursement.api.routes import protected, router
 from disbursement.bank import submit_payments
 from disbursement.handlers import build_handlers
 from disbursement.models import Base, messaging
@@ -13,7 +13,7 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     tables=messaging,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, protected],
     handlers=build_handlers,
     background=[submit_payments],
     description="Entitlements, payments made exactly once, and the bank.",

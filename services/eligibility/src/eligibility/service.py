@@ -10,6 +10,8 @@ from sqlalchemy import select
 from eligibility import domain
 from eligibility.evaluation import EvaluationRefused, evaluate_request
 from eligibility.models import Determination, Verification
+from shared.auth import Principal
+from shared.authz import region_clause
 from shared.contracts.eligibility import DeterminationApproved, DeterminationDenied, VerificationCompleted
 from shared.contracts.intake import ApplicationSubmitted
 from shared.db.base import utcnow
@@ -116,9 +118,13 @@ async def assess_application(uow: UnitOfWork, application: ApplicationSubmitted)
     await session.flush()
 
 
-async def get_determination(uow: UnitOfWork, determination_id: str) -> Determination:
+async def get_determination(uow: UnitOfWork, determination_id: str, principal: Principal) -> Determination:
     found = (
-        await uow.session.execute(select(Determination).where(Determination.determination_id == determination_id))
+        await uow.session.execute(
+            select(Determination).where(
+                Determination.determination_id == determination_id, region_clause(principal, Determination.region)
+            )
+        )
     ).scalar_one_or_none()
     if found is None:
         raise DeterminationNotFound(f"No determination {determination_id}.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +19,10 @@ class CaseRepository:
         self.session.add(case)
         self.session.add_all(members)
 
-    async def get(self, case_id: str, *, for_update: bool = False) -> Case | None:
+    async def get(self, case_id: str, *, for_update: bool = False, where: Any = None) -> Case | None:
         statement = select(Case).where(Case.case_id == case_id)
+        if where is not None:
+            statement = statement.where(where)
         if for_update:
             statement = statement.with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()

@@ -10,6 +10,8 @@ from intake.api.schemas import ApplicationCreate
 from intake.domain import DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
 from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member
 from intake.repository import CaseRepository
+from shared.auth import Principal
+from shared.authz import region_clause
 from shared.contracts.base import Event
 from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
 from shared.contracts.eligibility import (
@@ -23,7 +25,9 @@ from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
+from shared.logging import get_logger
 
+log = get_logger(__name__)
 SOURCE = "/doudi/intake"
 PAYMENT_STATUS = {
     "disbursement.payment.instructed": "pending",
@@ -189,11 +193,23 @@ def _summary(event: Event) -> dict[str, Any]:
     return data
 
 
-async def get_case(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
-    repository = CaseRepository(uow.session)
-    case = await repository.get(case_id)
+def case_scope(principal: Principal) -> Any:
+    return region_clause(principal, Case.region, Case.street, Case.community)
+
+
+async def _visible_case(repository: CaseRepository, case_id: str, principal: Principal) -> Case:
+    case = await repository.get(case_id, where=case_scope(principal))
     if case is None:
+        if await repository.get(case_id) is not None:
+            # Outside the caller's region: answered exactly like a missing case, and recorded.
+            log.warning("case_outside_region", case_id=case_id, subject=principal.subject, region=principal.region)
         raise CaseNotFound(f"No case {case_id}.", case_id=case_id)
+    return case
+
+
+async def get_case(uow: UnitOfWork, case_id: str, principal: Principal) -> dict[str, Any]:
+    repository = CaseRepository(uow.session)
+    case = await _visible_case(repository, case_id, principal)
     return {
         "case": case,
         "members": await repository.list_members(case_id),
@@ -203,8 +219,7 @@ async def get_case(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
     }
 
 
-async def get_timeline(uow: UnitOfWork, case_id: str) -> list[Any]:
+async def get_timeline(uow: UnitOfWork, case_id: str, principal: Principal) -> list[Any]:
     repository = CaseRepository(uow.session)
-    if await repository.get(case_id) is None:
-        raise CaseNotFound(f"No case {case_id}.", case_id=case_id)
+    await _visible_case(repository, case_id, principal)
     return await repository.list_events(case_id)

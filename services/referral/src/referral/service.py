@@ -7,6 +7,8 @@ import uuid
 from sqlalchemy import select
 
 from referral.models import Need
+from shared.auth import Principal
+from shared.authz import region_clause
 from shared.contracts.eligibility import DeterminationDenied
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
@@ -48,8 +50,8 @@ async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) 
     )
 
 
-async def list_needs(uow: UnitOfWork, area: str | None, limit: int) -> list[Need]:
-    statement = select(Need).order_by(Need.created_at.desc()).limit(limit)
+async def list_needs(uow: UnitOfWork, area: str | None, limit: int, principal: Principal) -> list[Need]:
+    statement = select(Need).where(region_clause(principal, Need.area)).order_by(Need.created_at.desc()).limit(limit)
     if area:
         statement = statement.where(Need.area == area)
     return list((await uow.session.execute(statement)).scalars())

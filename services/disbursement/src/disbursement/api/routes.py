@@ -2,17 +2,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from disbursement import service
 from disbursement.settings import DisbursementSettings
+from shared.authz import PrincipalDep, authorize
 from shared.contracts.base import Money
 from shared.errors import DomainError, Unprocessable
 from shared.service import RuntimeDep
 from shared.signing import SIGNATURE_HEADER, verify
 
 router = APIRouter(prefix="/v1", tags=["payments"])
+# The bank's callback proves itself by signature, not a bearer token; every other route goes through the matrix.
+protected = APIRouter(prefix="/v1", tags=["payments"], dependencies=[Depends(authorize)])
 
 
 class BadSignature(DomainError):
@@ -51,8 +54,8 @@ async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]
     return {"payment_id": callback.payment_id, "status": status}
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentRead)
-async def read_payment(payment_id: str, runtime: RuntimeDep) -> PaymentRead:
+@protected.get("/payments/{payment_id}", response_model=PaymentRead)
+async def read_payment(payment_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> PaymentRead:
     async with runtime.uow() as uow:
-        payment = await service.get_payment(uow, payment_id)
+        payment = await service.get_payment(uow, payment_id, principal)
     return PaymentRead.model_validate(payment, from_attributes=True)

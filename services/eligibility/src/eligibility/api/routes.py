@@ -3,17 +3,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from eligibility import service
 from eligibility.evaluation import EvaluationRefused, evaluate_request
 from eligibility.params import ParameterError, catalogue
+from shared.authz import PrincipalDep, authorize
 from shared.contracts.base import Money
 from shared.contracts.intake import HouseholdFacts
 from shared.service import RuntimeDep
 
-router = APIRouter(prefix="/v1", tags=["eligibility"])
+router = APIRouter(prefix="/v1", tags=["eligibility"], dependencies=[Depends(authorize)])
 
 
 class DeterminationRead(BaseModel):
@@ -88,7 +89,7 @@ async def list_parameters(
 
 
 @router.get("/determinations/{determination_id}", response_model=DeterminationRead)
-async def read_determination(determination_id: str, runtime: RuntimeDep) -> DeterminationRead:
+async def read_determination(determination_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> DeterminationRead:
     async with runtime.uow() as uow:
-        found = await service.get_determination(uow, determination_id)
+        found = await service.get_determination(uow, determination_id, principal)
     return DeterminationRead.model_validate(found, from_attributes=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.responses import JSONResponse
 
 from intake import service
@@ -19,18 +19,23 @@ from intake.api.schemas import (
 )
 from intake.domain import mask_id_number
 from intake.models import messaging
+from shared.authz import Forbidden, PrincipalDep, authorize
 from shared.db.uow import UnitOfWork
 from shared.idempotency import MAX_KEY_LENGTH, run_once
 from shared.service import RuntimeDep
 
-router = APIRouter(prefix="/v1", tags=["cases"])
+router = APIRouter(prefix="/v1", tags=["cases"], dependencies=[Depends(authorize)])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)]
 
 
 @router.post("/applications", status_code=201, response_model=ApplicationRead)
 async def create_application(
-    body: ApplicationCreate, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+    body: ApplicationCreate, runtime: RuntimeDep, principal: PrincipalDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
+    location = body.community or body.street or body.region
+    if not principal.covers(location):
+        raise Forbidden(f"{location} is outside your region {principal.region}.")
+
     async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
         case = await service.submit_application(uow, body)
         read = ApplicationRead(
@@ -58,9 +63,9 @@ async def create_application(
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)
-async def read_case(case_id: str, runtime: RuntimeDep) -> CaseRead:
+async def read_case(case_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> CaseRead:
     async with runtime.uow() as uow:
-        found = await service.get_case(uow, case_id)
+        found = await service.get_case(uow, case_id, principal)
     case = found["case"]
     return CaseRead(
         case_id=case.case_id,
@@ -84,9 +89,9 @@ async def read_case(case_id: str, runtime: RuntimeDep) -> CaseRead:
 
 
 @router.get("/cases/{case_id}/timeline", response_model=TimelineRead)
-async def read_timeline(case_id: str, runtime: RuntimeDep) -> TimelineRead:
+async def read_timeline(case_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> TimelineRead:
     async with runtime.uow() as uow:
-        events = await service.get_timeline(uow, case_id)
+        events = await service.get_timeline(uow, case_id, principal)
     return TimelineRead(
         case_id=case_id,
         events=[

@@ -1,0 +1,88 @@
+"""Who may do what: the one authorisation matrix of the whole system, every role × every endpoint.
+
+An endpoint missing from the matrix is refused to everyone (deny by default); a test checks that every route
+of every service is listed. Region scoping (what a role may see within its endpoints) is applied by each
+service's queries, from `Principal.scope`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from sqlalchemy import false, true
+
+from shared.auth import Principal
+from shared.errors import DomainError
+
+EVERYONE = frozenset({"advisor", "window", "officer", "charity", "reconciler", "admin"})
+CASEWORK = frozenset({"advisor", "window", "officer", "admin"})
+
+MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
+    # intake: advisors and the window file and follow cases; officers read them to decide.
+    ("intake", "POST", "/v1/applications"): frozenset({"advisor", "window", "admin"}),
+    ("intake", "GET", "/v1/cases/{case_id}"): CASEWORK,
+    ("intake", "GET", "/v1/cases/{case_id}/timeline"): CASEWORK,
+    # eligibility: what-if evaluations for casework; the parameters in force are public information.
+    ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
+    ("eligibility", "GET", "/v1/parameters"): EVERYONE,
+    ("eligibility", "GET", "/v1/determinations/{determination_id}"): frozenset({"advisor", "officer", "admin"}),
+    # disbursement: payments are read by officers and the reconciliation jobs.
+    ("disbursement", "GET", "/v1/payments/{payment_id}"): frozenset({"officer", "reconciler", "admin"}),
+    # referral: charities see masked needs; advisors and officers follow them.
+    ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
+}
+
+# Reached without a bearer token: probes, metrics, and machine callbacks that prove themselves otherwise.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+PUBLIC_PREFIXES = ("/metrics",)
+SIGNED_PATHS = frozenset({"/v1/bank/callbacks"})  # HMAC-signed by the bank (disbursement verifies it)
+DEVELOPMENT_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    title = "Forbidden"
+
+
+def is_public(path: str, development: bool) -> bool:
+    return (
+        path in PUBLIC_PATHS
+        or path.startswith(PUBLIC_PREFIXES)
+        or path in SIGNED_PATHS
+        or (development and path in DEVELOPMENT_PATHS)
+    )
+
+
+def current_principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # the middleware lets no unauthenticated request reach a protected route
+        raise Forbidden("No authenticated caller.")
+    return principal
+
+
+def authorize(request: Request) -> Principal:
+    """Router dependency: the caller's role must be allowed on this endpoint by the matrix."""
+    principal = current_principal(request)
+    route = request.scope.get("route")
+    path = route.path if isinstance(route, APIRoute) else request.url.path
+    allowed = MATRIX.get((request.app.state.service_name, request.method, path), frozenset())
+    if principal.role not in allowed:
+        raise Forbidden(f"The role {principal.role!r} may not {request.method} {path}.")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authorize)]
+
+
+def region_clause(principal: Principal, region: Any, street: Any = None, community: Any = None) -> Any:
+    """A WHERE clause limiting rows to the caller's area: a district-or-wider token matches the region code
+    by prefix; a street token matches the street; a community token the community. Data without the finer
+    code is outside a finer token's scope."""
+    scope = principal.scope
+    if len(scope) <= 6:
+        return region.startswith(scope) if scope else true()
+    if len(scope) <= 9:
+        return street == scope if street is not None else false()
+    return community == scope if community is not None else false()
