@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from doudi.stack import Stack, StackError, StackSettings, migrate_all, service_settings
+from doudi.stack import SERVICES, Stack, StackError, StackSettings, load_spec, migrate_all, service_settings
 from shared.auth import ROLES, mint_dev_token
 from shared.messaging.kafka import create_topics
 from shared.settings import SettingsError, load_settings
@@ -86,6 +86,35 @@ def _dev_token(role: str, region: str, subject: str, ttl: int = 8 * 3600) -> str
     )
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Check each service's audit chain; exit 1 and name the first broken link if any chain is broken."""
+    from shared.audit import verify
+    from shared.db.engine import make_engine
+
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")
+    names = [args.service] if args.service else list(settings)
+
+    async def check(name: str) -> bool:
+        engine = make_engine(settings[name].database_url)
+        try:
+            async with engine.connect() as conn:
+                verdict = await verify(conn, load_spec(name).tables.audit)
+        finally:
+            await engine.dispose()
+        if verdict.intact:
+            print(f"{name}: {verdict.entries:,} entries, chain intact")  # noqa: T201
+        else:
+            print(  # noqa: T201
+                f"{name}: BROKEN at entry {verdict.broken_at}: {verdict.reason} "
+                f"({verdict.entries:,} entries before it hold)"
+            )
+        return verdict.intact
+
+    results = [asyncio.run(check(name)) for name in names]
+    return 0 if all(results) else 1
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.role not in ROLES:
         print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
@@ -146,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--sub", default=None, help="who the token names (default dev-ROLE)")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds the token is valid")
     token.set_defaults(func=_token)
+    audit = commands.add_parser("audit", help="the services' audit logs")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check every hash chain; exit 1 at the first broken link")
+    verify.add_argument("--service", choices=SERVICES, default=None)
+    verify.set_defaults(func=_audit_verify)
     demo = commands.add_parser("demo", help="submit a sample application to a running stack and show the case")
     demo.add_argument("--intake-url", default="http://127.0.0.1:8001")
     demo.add_argument("--key", default=None, help="Idempotency-Key (default: a new one each run)")

@@ -86,3 +86,8 @@ def region_clause(principal: Principal, region: Any, street: Any = None, communi
     if len(scope) <= 9:
         return street == scope if street is not None else false()
     return community == scope if community is not None else false()
+
+
+def client_of(request: Request) -> str:
+    """Where a request came from, for the audit log (the peer address; a proxy's header is not trusted)."""
+    return f"{request.client.host}:{request.client.port}" if request.client else ""

@@ -8,8 +8,9 @@ from typing import Any
 
 from intake.api.schemas import ApplicationCreate
 from intake.domain import DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
-from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member
+from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member, messaging
 from intake.repository import CaseRepository
+from shared import audit
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.base import Event
@@ -197,19 +198,36 @@ def case_scope(principal: Principal) -> Any:
     return region_clause(principal, Case.region, Case.street, Case.community)
 
 
-async def _visible_case(repository: CaseRepository, case_id: str, principal: Principal) -> Case:
+async def _visible_case(
+    uow: UnitOfWork, repository: CaseRepository, case_id: str, principal: Principal, action: str, client: str
+) -> Case:
+    """The case if the caller's region covers it. Reading a case reads personal data, so every read is
+    audited; a case outside the caller's region answers exactly like a missing one, and the attempt is
+    audited too."""
     case = await repository.get(case_id, where=case_scope(principal))
+    outcome = "ok"
     if case is None:
-        if await repository.get(case_id) is not None:
-            # Outside the caller's region: answered exactly like a missing case, and recorded.
+        outcome = "denied_out_of_region" if await repository.get(case_id) is not None else "not_found"
+        if outcome == "denied_out_of_region":
             log.warning("case_outside_region", case_id=case_id, subject=principal.subject, region=principal.region)
+    await audit.record(
+        uow.session,
+        messaging.audit,
+        principal,
+        action=action,
+        resource="case",
+        resource_id=case_id,
+        outcome=outcome,
+        client=client,
+    )
+    if case is None:
         raise CaseNotFound(f"No case {case_id}.", case_id=case_id)
     return case
 
 
-async def get_case(uow: UnitOfWork, case_id: str, principal: Principal) -> dict[str, Any]:
+async def get_case(uow: UnitOfWork, case_id: str, principal: Principal, client: str = "") -> dict[str, Any]:
     repository = CaseRepository(uow.session)
-    case = await _visible_case(repository, case_id, principal)
+    case = await _visible_case(uow, repository, case_id, principal, "read", client)
     return {
         "case": case,
         "members": await repository.list_members(case_id),
@@ -219,7 +237,7 @@ async def get_case(uow: UnitOfWork, case_id: str, principal: Principal) -> dict[
     }
 
 
-async def get_timeline(uow: UnitOfWork, case_id: str, principal: Principal) -> list[Any]:
+async def get_timeline(uow: UnitOfWork, case_id: str, principal: Principal, client: str = "") -> list[Any]:
     repository = CaseRepository(uow.session)
-    await _visible_case(repository, case_id, principal)
+    await _visible_case(uow, repository, case_id, principal, "read_timeline", client)
     return await repository.list_events(case_id)

@@ -1,4 +1,4 @@
-"""The outbox, inbox and idempotency tables, added to each service's own metadata.
+"""The outbox, inbox, idempotency and audit tables, added to each service's own metadata.
 
 They are SQLAlchemy Core tables (not ORM classes) because the relay and the consumer runner work on them in
 bulk, and because every service declares them identically: `messaging_tables(Base.metadata)`.
@@ -23,6 +23,7 @@ class MessagingTables:
     outbox: Table
     inbox: Table
     idempotency: Table
+    audit: Table
 
 
 def messaging_tables(metadata: MetaData) -> MessagingTables:
@@ -70,4 +71,6 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("response", Json, nullable=False),
         Column("created_at", UtcDateTime(), nullable=False),
     )
-    return MessagingTables(outbox=outbox, inbox=inbox, idempotency=idempotency)
+    from shared.audit import audit_table
+
+    return MessagingTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit_table(metadata))

@@ -6,8 +6,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from disbursement import service
+from disbursement.models import messaging
 from disbursement.settings import DisbursementSettings
-from shared.authz import PrincipalDep, authorize
+from shared import audit
+from shared.auth import Principal
+from shared.authz import PrincipalDep, authorize, client_of
 from shared.contracts.base import Money
 from shared.errors import DomainError, Unprocessable
 from shared.service import RuntimeDep
@@ -16,6 +19,9 @@ from shared.signing import SIGNATURE_HEADER, verify
 router = APIRouter(prefix="/v1", tags=["payments"])
 # The bank's callback proves itself by signature, not a bearer token; every other route goes through the matrix.
 protected = APIRouter(prefix="/v1", tags=["payments"], dependencies=[Depends(authorize)])
+
+
+BANK = Principal(subject="bank-callback", role="machine", region="000000")
 
 
 class BadSignature(DomainError):
@@ -50,6 +56,16 @@ async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]
         raise Unprocessable(f"callback body: {exc.errors()[0]['msg']}") from None
     async with runtime.uow() as uow:
         status = await service.apply_bank_callback(uow, callback)
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            BANK,
+            action="bank_callback",
+            resource="payment",
+            resource_id=callback.payment_id,
+            outcome=status,
+            client=client_of(request),
+        )
         await uow.commit()
     return {"payment_id": callback.payment_id, "status": status}
 

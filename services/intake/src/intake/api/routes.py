@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake import service
@@ -19,7 +19,8 @@ from intake.api.schemas import (
 )
 from intake.domain import mask_id_number
 from intake.models import messaging
-from shared.authz import Forbidden, PrincipalDep, authorize
+from shared import audit
+from shared.authz import Forbidden, PrincipalDep, authorize, client_of
 from shared.db.uow import UnitOfWork
 from shared.idempotency import MAX_KEY_LENGTH, run_once
 from shared.service import RuntimeDep
@@ -30,7 +31,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 @router.post("/applications", status_code=201, response_model=ApplicationRead)
 async def create_application(
-    body: ApplicationCreate, runtime: RuntimeDep, principal: PrincipalDep, idempotency_key: IdempotencyKey = None
+    body: ApplicationCreate,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     location = body.community or body.street or body.region
     if not principal.covers(location):
@@ -38,6 +43,16 @@ async def create_application(
 
     async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
         case = await service.submit_application(uow, body)
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            principal,
+            action="create",
+            resource="case",
+            resource_id=case.case_id,
+            client=client_of(request),
+            purpose=f"application via {body.channel}",
+        )
         read = ApplicationRead(
             case_id=case.case_id,
             status=case.status,
@@ -63,9 +78,12 @@ async def create_application(
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)
-async def read_case(case_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> CaseRead:
+async def read_case(case_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> CaseRead:
     async with runtime.uow() as uow:
-        found = await service.get_case(uow, case_id, principal)
+        try:
+            found = await service.get_case(uow, case_id, principal, client=client_of(request))
+        finally:
+            await uow.commit()  # the audit entry stays, whether the read was allowed or refused
     case = found["case"]
     return CaseRead(
         case_id=case.case_id,
@@ -89,9 +107,12 @@ async def read_case(case_id: str, runtime: RuntimeDep, principal: PrincipalDep) 
 
 
 @router.get("/cases/{case_id}/timeline", response_model=TimelineRead)
-async def read_timeline(case_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> TimelineRead:
+async def read_timeline(case_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> TimelineRead:
     async with runtime.uow() as uow:
-        events = await service.get_timeline(uow, case_id, principal)
+        try:
+            events = await service.get_timeline(uow, case_id, principal, client=client_of(request))
+        finally:
+            await uow.commit()
     return TimelineRead(
         case_id=case_id,
         events=[
