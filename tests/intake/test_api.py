@@ -153,7 +153,7 @@ class TestReadCase:
                 assert response.headers["content-type"] == "application/problem+json"
 
     async def test_the_case_masks_id_numbers_and_lists_its_timeline(self, services: ServiceFactory) -> None:
-        async with api_client(services, "intake") as client:
+        async with api_client(services, "intake", role="window", region="310115") as client:
             case_id = (await client.post("/v1/applications", json=application())).json()["case_id"]
             case = (await client.get(f"/v1/cases/{case_id}")).json()
             assert case["status"] == "submitted"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from intake import service
 from intake.api.schemas import ApplicationCreate
 from intake.models import Case, CaseDetermination, CaseEvent, CasePayment, CaseReferral
+from intake.settings import vault_for
 from shared.contracts import disbursement, eligibility, referral
 from shared.contracts.eligibility import Reason
 from tests.conftest import ServiceFactory, count, deliver_twice, manual
@@ -20,7 +21,9 @@ from tests.factories import TODAY, application
 
 async def new_case(runtime: Any) -> str:
     async with runtime.uow() as uow:
-        case = await service.submit_application(uow, ApplicationCreate.model_validate(application()))
+        case = await service.submit_application(
+            uow, ApplicationCreate.model_validate(application()), vault_for(runtime.settings)
+        )
         await uow.commit()
     return case.case_id
 

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from shared.messaging.context import current_trace
+from shared.pii import redact_event
 
 
 def _add_trace(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace,
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -69,6 +69,10 @@ def with_check_digit(first17: str) -> str:
     return first17 + ID_CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
 
 
+# Roles that see whole ID numbers: officers check identity before deciding; admins administer.
+FULL_ID_ROLES = frozenset({"officer", "admin"})
+
+
 def mask_id_number(id_number: str) -> str:
     return id_number[:6] + "*" * 8 + id_number[-4:]
 

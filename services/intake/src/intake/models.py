@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -37,15 +37,16 @@ class Case(Base):
 
 
 class Member(Base):
-    """A person on a case. The ID number is stored as given for now: encryption with a keyed lookup hash is
-    the personal-data issue's work, not done yet."""
+    """A person on a case. The resident ID number is never stored readable: it is encrypted (AES-GCM, key id
+    first) and found through a keyed hash (`shared.pii`)."""
 
     __tablename__ = "members"
 
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
     ref: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
-    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    id_number_encrypted: Mapped[str] = mapped_column(Text)
+    id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
     relationship: Mapped[str] = mapped_column(String(20))
 
 

@@ -27,6 +27,7 @@ from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
 from shared.logging import get_logger
+from shared.pii import PiiVault
 
 log = get_logger(__name__)
 SOURCE = "/doudi/intake"
@@ -42,7 +43,7 @@ class CaseNotFound(NotFound):
     title = "Case not found"
 
 
-async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Case:
+async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault: PiiVault) -> Case:
     now = utcnow()
     case_id = str(uuid.uuid4())
     facts = HouseholdFacts.model_validate({**command.household.model_dump(mode="json"), "emergency": command.emergency})
@@ -63,7 +64,14 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate) -> Cas
         updated_at=now,
     )
     members = [
-        Member(case_id=case_id, ref=m.ref, name=m.name, id_number=m.id_number, relationship=m.relationship)
+        Member(
+            case_id=case_id,
+            ref=m.ref,
+            name=m.name,
+            id_number_encrypted=vault.encrypt(m.id_number),
+            id_number_hash=vault.lookup_hash(m.id_number),
+            relationship=m.relationship,
+        )
         for m in command.household.members
     ]
     repository = CaseRepository(uow.session)

@@ -17,8 +17,9 @@ from intake.api.schemas import (
     TimelineEntry,
     TimelineRead,
 )
-from intake.domain import mask_id_number
+from intake.domain import FULL_ID_ROLES, mask_id_number
 from intake.models import messaging
+from intake.settings import vault_for
 from shared import audit
 from shared.authz import Forbidden, PrincipalDep, authorize, client_of
 from shared.db.uow import UnitOfWork
@@ -42,7 +43,7 @@ async def create_application(
         raise Forbidden(f"{location} is outside your region {principal.region}.")
 
     async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
-        case = await service.submit_application(uow, body)
+        case = await service.submit_application(uow, body, vault_for(runtime.settings))
         await audit.record(
             uow.session,
             messaging.audit,
@@ -85,6 +86,11 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
         finally:
             await uow.commit()  # the audit entry stays, whether the read was allowed or refused
     case = found["case"]
+    vault = vault_for(runtime.settings)
+
+    def shown(id_number: str) -> str:
+        return id_number if principal.role in FULL_ID_ROLES else mask_id_number(id_number)
+
     return CaseRead(
         case_id=case.case_id,
         status=case.status,
@@ -97,7 +103,12 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
         created_at=case.created_at,
         updated_at=case.updated_at,
         members=[
-            MemberRead(ref=m.ref, name=m.name, id_number=mask_id_number(m.id_number), relationship=m.relationship)
+            MemberRead(
+                ref=m.ref,
+                name=m.name,
+                id_number=shown(vault.decrypt(m.id_number_encrypted)),
+                relationship=m.relationship,
+            )
             for m in found["members"]
         ],
         determinations=[DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]],
