@@ -31,6 +31,7 @@ from shared.authz import is_public
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
 from shared.errors import install_problem_handlers, problem
+from shared.limits import BodySizeLimit, RateLimit
 from shared.logging import configure_logging, get_logger
 from shared.messaging.consumer import ConsumerRunner, Handler
 from shared.messaging.context import TraceContext, current_trace
@@ -205,6 +206,14 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
     install_problem_handlers(app)
     authenticator = make_authenticator(settings)
     development = settings.env != "production"
+    # Starlette wraps each middleware around those added before it: the rate limit, added first, runs inside
+    # authentication and so counts per token subject (per address for unauthenticated calls).
+    app.add_middleware(
+        RateLimit,
+        per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst,
+        exempt=frozenset({"/healthz", "/readyz"}),
+    )
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Any:
@@ -244,6 +253,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
             return JSONResponse({"status": "ready", "checks": checks})
         return problem(503, "Not ready", "A dependency is not available.", checks=checks)
 
+    # Outermost of all: nothing reads a body over the limit.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.mount("/metrics", make_asgi_app())
     for router in spec.routers:
         app.include_router(router)

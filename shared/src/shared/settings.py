@@ -45,6 +45,11 @@ class ServiceSettings(BaseSettings):
     auth_issuer: str = common("AUTH_ISSUER", default="doudi-dev")
     auth_audience: str = common("AUTH_AUDIENCE", default="doudi")
 
+    # Abuse limits.
+    max_body_bytes: int = common("MAX_BODY_BYTES", default=1_048_576, ge=1024)
+    rate_limit_per_minute: int = common("RATE_LIMIT_PER_MINUTE", default=6000, ge=1)
+    rate_limit_burst: int = common("RATE_LIMIT_BURST", default=600, ge=1)
+
     # The service's own database and port.
     database_url: str = ""
     host: str = "127.0.0.1"
