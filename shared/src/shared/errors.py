@@ -79,3 +79,34 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, error_class=type(exc).__name__, exc_info=exc)
         return problem(500, "Internal server error", "The request could not be completed.", request)
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "correlation_id": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_WHY = {
+    400: "The body could not be read (not UTF-8 or not JSON)",
+    401: "No valid bearer token",
+    403: "The caller's role may not do this, or it is outside their region",
+    404: "Not found (or outside the caller's region)",
+    409: "Conflict, e.g. an Idempotency-Key reused",
+    413: "Body too large",
+    422: "The request is malformed; `errors` names each field",
+    429: "Too many requests",
+    500: "Internal error (no detail is ever returned)",
+    503: "Not ready",
+}
+# Documented on every operation, so clients and schema-driven tests know every error's shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": why, "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}} for code, why in _WHY.items()
+}

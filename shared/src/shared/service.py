@@ -30,7 +30,7 @@ from shared.auth import Authenticator, AuthError, ensure_dev_keypair
 from shared.authz import is_public
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
-from shared.errors import install_problem_handlers, problem
+from shared.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
 from shared.limits import BodySizeLimit, RateLimit
 from shared.logging import configure_logging, get_logger
 from shared.messaging.consumer import ConsumerRunner, Handler
@@ -201,7 +201,13 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"doudi {spec.name}", description=spec.description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=f"doudi {spec.name}",
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
+    )
     app.state.service_name = spec.name
     install_problem_handlers(app)
     authenticator = make_authenticator(settings)
