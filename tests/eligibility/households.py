@@ -68,7 +68,7 @@ def requests(draw: Any) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         household["emergency"] = {"kind": "fire", "occurred_on": "2024-03-01", "region": draw(st.sampled_from(REGIONS))}
-    as_of = draw(st.dates(min_value=date(2021, 7, 1), max_value=date(2026, 6, 30)))
+    as_of = draw(st.dates(min_value=date(2020, 4, 1), max_value=date(2026, 6, 30)))
     return {"region": draw(st.sampled_from(REGIONS)), "as_of": as_of.isoformat(), "household": household}
 
 

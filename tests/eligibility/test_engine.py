@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import io
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eligibility.evaluation import evaluate_request
 from eligibility.screening import run
@@ -156,3 +158,26 @@ class TestEvaluationsApi:
         assert standard["region"] == "310000"
         assert all(p["reference"] for p in listing["parameters"])
         assert refused.status_code == 422
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.dates(min_value=date(2000, 1, 1), max_value=date(2035, 12, 31)))
+def test_any_date_gives_an_answer_or_a_clear_refusal(request: dict[str, Any], as_of: date) -> None:
+    from eligibility.evaluation import EvaluationRefused
+
+    request["as_of"] = as_of.isoformat()
+    refusal = ""
+    try:
+        answer = evaluate_request(request, with_trace=True)
+    except EvaluationRefused as refused:
+        refusal = refused.detail
+    if refusal:
+        assert refusal.startswith("as_of:")
+        return
+    assert {r["programme"] for r in answer["results"]} == {
+        "subsistence_allowance",
+        "low_income_margin",
+        "expenditure_hardship",
+        "temporary_aid",
+        "extreme_poverty",
+    }

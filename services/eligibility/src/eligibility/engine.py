@@ -22,7 +22,7 @@ from eligibility.columns import (
     Columns,
     Ints,
 )
-from eligibility.params import Resolved
+from eligibility.params import ParameterError, Resolved
 
 ADULT_AGE = 18
 SCHOOLING = [EDUCATION.index(e) for e in ("compulsory", "high_school", "vocational")]
@@ -106,7 +106,10 @@ class Scalars:
     @classmethod
     def from_resolved(cls, p: dict[str, Resolved]) -> Scalars:
         def v(name: str) -> Any:
-            return p[name].value
+            found = p.get(name)
+            if found is None:
+                raise ParameterError("as_of", f"the parameter {name} is not encoded for this region and date")
+            return found.value
 
         excluded_kinds = set(v("income.excluded_kinds"))
         disability = np.zeros(len(DISABILITIES), dtype=np.int64)

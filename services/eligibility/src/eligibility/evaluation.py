@@ -30,9 +30,9 @@ def evaluate_request(
     region, as_of = request["region"], date.fromisoformat(str(request["as_of"]))
     try:
         resolved = data.resolve(region, as_of, request.get("parameter_overrides") or None)
+        scalars = Scalars.from_resolved(resolved)
     except ParameterError as exc:
         raise EvaluationRefused(exc) from None
-    scalars = Scalars.from_resolved(resolved)
     builder = ColumnBuilder(region, as_of)
     household = request["household"]
     builder.add(household)
@@ -89,7 +89,7 @@ def screen(
             group = groups.get(key)
             if group is None:
                 as_of = date.fromisoformat(str(day))
-                data.resolve(region, as_of, overrides)  # refuse an unanswerable group early
+                Scalars.from_resolved(data.resolve(region, as_of, overrides))  # refuse an unanswerable group early
                 group = groups[key] = _Group(ColumnBuilder(region, as_of), overrides)
             try:
                 group.builder.add(request["household"])
