@@ -10,31 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-STATUSES = ("ordinary", "imprisoned", "compulsory_rehab", "missing", "religious_detached")
-RELATIONSHIPS = ("applicant", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other")
-DISABILITIES = ("none", "physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple")
-EDUCATION = ("none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate")
-INCOME_KINDS = (
-    "wage",
-    "business",
-    "property",
-    "pension",
-    "support_received",
-    "unemployment_benefit",
-    "family_planning_award",
-    "social_assistance",
-    "basic_pension_base",
-    "preferential_care",
-    "scholarship",
-    "heroism_award",
-    "other",
+from shared.contracts.intake import (
+    DisabilityKind,
+    Education,
+    EmergencyKind,
+    IncomeKind,
+    MemberStatus,
+    Relationship,
 )
-EMERGENCY_KINDS = ("fire", "traffic_accident", "sudden_illness", "disaster", "other")
+
+# The codes follow the event contract's own lists, so a kind added there is known here at once.
+STATUSES: tuple[str, ...] = get_args(MemberStatus)
+RELATIONSHIPS: tuple[str, ...] = get_args(Relationship)
+DISABILITIES: tuple[str, ...] = ("none", *get_args(DisabilityKind))
+EDUCATION: tuple[str, ...] = get_args(Education)
+INCOME_KINDS: tuple[str, ...] = get_args(IncomeKind)
+EMERGENCY_KINDS: tuple[str, ...] = get_args(EmergencyKind)
 WAGE = INCOME_KINDS.index("wage")
 
 _STATUS = {name: i for i, name in enumerate(STATUSES)}

@@ -110,26 +110,18 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
     case_id: str = event.case_id  # type: ignore[attr-defined]
     repository = CaseRepository(uow.session)
     case = await repository.get(case_id, for_update=True)
-    if case is None:
-        # An event for a case this intake never saw: keep it on the timeline so nothing is lost, and let the
-        # read model pick it up should the case appear (it cannot, today, since cases originate here).
-        await repository.add_event(
-            case_id=case_id,
-            event_id=event_id,
-            event_type=event.event_type,
-            source=source,
-            occurred_at=occurred_at,
-            summary=_summary(event),
-        )
-        return
-    if not await repository.add_event(
+    recorded = await repository.add_event(
         case_id=case_id,
         event_id=event_id,
         event_type=event.event_type,
         source=source,
         occurred_at=occurred_at,
         summary=_summary(event),
-    ):
+    )
+    # A redelivered event changes nothing; an event for a case this intake never saw stays on the timeline, so
+    # nothing is lost, but there is no read model to fold it into (cases originate here, so it cannot happen
+    # today).
+    if not recorded or case is None:
         return
     match event:
         case VerificationCompleted():

@@ -39,8 +39,13 @@ class _Facts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+DisabilityKind = Literal["physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple"]
+Education = Literal["none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate"]
+EmergencyKind = Literal["fire", "traffic_accident", "sudden_illness", "disaster", "other"]
+
+
 class Disability(_Facts):
-    kind: Literal["physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple"]
+    kind: DisabilityKind
     grade: int = Field(ge=1, le=4)
 
 
@@ -67,7 +72,7 @@ class MemberFacts(_Facts):
     status: MemberStatus = "ordinary"
     disability: Disability | None = None
     serious_illness: bool = False
-    education: Literal["none", "compulsory", "high_school", "vocational", "undergraduate", "postgraduate"] = "none"
+    education: Education = "none"
     supporters: list[Supporter] = Field(default_factory=list, max_length=20)
     incomes: list[Income] = Field(default_factory=list, max_length=50)
 
@@ -87,7 +92,7 @@ class Expenditures(_Facts):
 
 
 class Emergency(_Facts):
-    kind: Literal["fire", "traffic_accident", "sudden_illness", "disaster", "other"]
+    kind: EmergencyKind
     occurred_on: date
     region: str = Field(pattern=r"^\d{6}$")
 
