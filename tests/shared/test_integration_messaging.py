@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from referral.models import Need, messaging
@@ -194,6 +195,26 @@ class TestConsumerRunner:
             assert "cannot cope" in headers["x-exception-message"]
             assert headers["x-attempts"] == "3"
             assert headers["x-original-topic"] == "eligibility.determination"
+
+    async def test_a_database_outage_is_never_dead_lettered(self, services: ServiceFactory) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        async def database_down(uow: UnitOfWork, event: DeterminationDenied, envelope: Envelope) -> None:
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("database is down"))
+
+        async with manual(services, "referral") as runtime:
+            case_id = str(uuid.uuid4())
+            bootstrap = runtime.settings.kafka_bootstrap_servers
+            await publish(bootstrap, envelope_for(denied(case_id), key=case_id))
+            batches = await fetch_records(bootstrap, "eligibility.determination", keys={case_id}, expect=1)
+            consumer = NoCommitConsumer()
+            with pytest.raises(OperationalError):
+                await runner_for(runtime, {"eligibility.determination.denied": database_down}).process(
+                    consumer, batches
+                )
+            assert consumer.commits == [], "no offset moves past a record that was not applied"
+            dead = await read_topic(bootstrap, "eligibility.determination.dlq", keys={case_id}, expect=1, timeout=2)
+            assert dead == []
 
     async def test_an_unreadable_record_goes_to_the_dlq_without_retries(self, services: ServiceFactory) -> None:
         from referral.handlers import on_determination_denied

@@ -7,6 +7,7 @@ crash between sending and recording, is recognised by the bank and never pays tw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import httpx
@@ -55,10 +56,19 @@ async def submit_payments(runtime: Runtime, stop: asyncio.Event) -> None:
     wake = asyncio.Event()
     runtime.wakers.append(wake.set)
     bank = BankClient(settings)
+    failures = 0
     try:
         while not stop.is_set():
             wake.clear()
-            sent = await submit_batch(runtime, bank, settings)
+            try:
+                sent = await submit_batch(runtime, bank, settings)
+                failures = 0
+            except Exception as exc:  # the database may be briefly away: the instructions wait, none is lost
+                failures += 1
+                log.error("payment_submitter_failed", error=f"{type(exc).__name__}: {exc}", attempt=failures)
+                sent = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(30.0, 0.5 * 2**failures))
             if sent < settings.submit_batch_size:
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
                 await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)

@@ -6,7 +6,9 @@
 - Offsets are committed manually, and only after the database commit.
 - If the batch fails, it is replayed record by record, in partition order: each record retried with backoff,
   and a record that fails every attempt is published to `<topic>.dlq` with its error (and only then is the
-  offset committed past it), so one poison message never blocks the partition.
+  offset committed past it), so one poison message never blocks the partition. A failure of the database or
+  broker is not the record's fault: it is never dead-lettered; the consumer restarts from the last committed
+  offset after a backoff.
 - A record that cannot be read at all (not a CloudEvent, or a payload that fails its contract) goes to the DLQ
   at once: retrying cannot help it.
 - A watchdog notices a consumer that has stopped polling and replaces it (aiokafka consumers can wedge after
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Table
+from sqlalchemy import exc as sa_exc
 
 from shared.contracts.base import Event
 from shared.contracts.registry import EVENT_TYPES
@@ -39,6 +43,19 @@ from shared.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_LAST_POLL, EVENTS_CO
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
+
+
+# Failures of the surroundings, not of the message: retrying the same record later will succeed. They are
+# never dead-lettered; the runner restarts the consumer from the last committed offset instead.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    KafkaError,
+)
 
 
 class PoisonMessage(Exception):
@@ -91,7 +108,8 @@ class ConsumerRunner:
         return time.monotonic() - self.last_poll > self._stall_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, replacing the consumer whenever the watchdog finds it stalled."""
+        """Consume until `stop` is set, replacing the consumer whenever the watchdog finds it stalled or it fails."""
+        failures = 0
         while not stop.is_set():
             self.last_poll = time.monotonic()
             task = asyncio.create_task(self._consume(stop))
@@ -103,13 +121,18 @@ class ConsumerRunner:
                     self.restarts += 1
             try:
                 task.result()
+                failures = 0
             except asyncio.CancelledError:
                 if stop.is_set():
                     return
-            except KafkaError as exc:
-                log.error("consumer_failed", error=str(exc))
+            except Exception as exc:
+                # The broker or the database went away mid-batch: nothing was committed past what was applied,
+                # so a new consumer resumes from the last committed offset. Back off, then start again.
+                failures += 1
+                log.error("consumer_failed", error=f"{type(exc).__name__}: {exc}", attempt=failures)
                 self.restarts += 1
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(30.0, 0.5 * 2**failures))
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -186,6 +209,8 @@ class ConsumerRunner:
             try:
                 await self._apply_batch([delivery])
                 return
+            except INFRASTRUCTURE_ERRORS:
+                raise
             except Exception as exc:
                 log.warning(
                     "event_failed",
