@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -204,6 +205,35 @@ def test_every_service_is_ready_and_serves_its_contract(stack: Stack) -> None:
     unauthenticated = httpx.get(stack.url("intake") + "/v1/cases/any", timeout=5)
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["content-type"] == "application/problem+json"
+
+
+def test_a_monthly_payment_run_pays_each_household_once(stack: Stack) -> None:
+    """`doudi pay-run` for the month after the first payment, twice: one more payment per household, settled."""
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=application()).json()["case_id"]
+        first = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
+    year, month = map(int, first["payments"][0]["period"].split("-"))
+    period = f"{year + month // 12}-{month % 12 + 1:02d}"
+    runs = [
+        subprocess.run(
+            [str(DOUDI), "pay-run", "--month", period, "--wait", "20"],
+            env=stack.env,
+            cwd=stack.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr
+    report = json.loads(runs[-1].stdout)
+    # Every household with an entitlement is in the report; the sandbox refuses the 0000 account of an earlier
+    # test, and nothing is left in flight.
+    assert not set(report["by_status"]) & {"pending", "submitted"}, report
+    assert report["by_status"]["settled"]["payments"] >= 1
+    with stack.client("intake") as client:
+        case = follow(client, case_id, lambda c: len(c["payments"]) == 2 and c["payments"][1]["status"] == "settled")
+    assert [p["period"] for p in case["payments"]] == [first["payments"][0]["period"], period]
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -21,6 +21,9 @@ eligibility  POST /v1/evaluations                            Y      Y      Y    
 eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y
 eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y
 disbursement GET  /v1/payments/{payment_id}                  .      .      Y       .        Y        Y
+disbursement POST /v1/payment-runs                           .      .      .       .        Y        Y
+disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y
+disbursement GET  /v1/ledger/balances                        .      .      Y       .        Y        Y
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y
 """
 

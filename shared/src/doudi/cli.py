@@ -115,6 +115,40 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(results) else 1
 
 
+def _pay_run(args: argparse.Namespace) -> int:
+    """Instruct the month's payments straight in the disbursement database; the running service's relay and
+    bank submitter take them from there. Safe to run again: a month is never paid twice."""
+    import re
+
+    from disbursement.payment_run import run_payments, run_report
+    from shared.auth import Principal
+    from shared.service import Runtime
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.month):
+        print("doudi: --month must be YYYY-MM", file=sys.stderr)  # noqa: T201
+        return 2
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["disbursement"]
+    principal = Principal(subject="doudi pay-run", role="reconciler", region=args.region)
+
+    async def go() -> dict[str, object]:
+        runtime = Runtime(load_spec("disbursement"), settings)
+        try:
+            async with runtime.uow() as uow:
+                report = await run_payments(uow, args.month, principal)
+            deadline = time.monotonic() + args.wait
+            while time.monotonic() < deadline and set(report["by_status"]) & {"pending", "submitted"}:  # type: ignore[arg-type]
+                await asyncio.sleep(0.5)
+                async with runtime.uow() as uow:
+                    report = await run_report(uow, args.month, principal)
+            return report
+        finally:
+            await runtime.engine.dispose()
+
+    print(json.dumps(asyncio.run(go()), indent=2))  # noqa: T201
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.role not in ROLES:
         print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
@@ -175,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--sub", default=None, help="who the token names (default dev-ROLE)")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds the token is valid")
     token.set_defaults(func=_token)
+    pay_run = commands.add_parser("pay-run", help="instruct a month's payments (resumable, never pays twice)")
+    pay_run.add_argument("--month", required=True, help="YYYY-MM")
+    pay_run.add_argument("--region", default="000000", help="limit the run to a region (default: everywhere)")
+    pay_run.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the bank's answers")
+    pay_run.set_defaults(func=_pay_run)
     audit = commands.add_parser("audit", help="the services' audit logs")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check every hash chain; exit 1 at the first broken link")

@@ -30,6 +30,9 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("eligibility", "GET", "/v1/determinations/{determination_id}"): frozenset({"advisor", "officer", "admin"}),
     # disbursement: payments are read by officers and the reconciliation jobs.
     ("disbursement", "GET", "/v1/payments/{payment_id}"): frozenset({"officer", "reconciler", "admin"}),
+    ("disbursement", "POST", "/v1/payment-runs"): frozenset({"reconciler", "admin"}),
+    ("disbursement", "GET", "/v1/payment-runs/{period}"): frozenset({"officer", "reconciler", "admin"}),
+    ("disbursement", "GET", "/v1/ledger/balances"): frozenset({"officer", "reconciler", "admin"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
 }

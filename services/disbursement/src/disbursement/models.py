@@ -53,3 +53,45 @@ class Payment(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LedgerTransaction(Base):
+    """One balanced posting: its entries' debits equal their credits. Never updated or deleted; a mistake or a
+    returned payment is corrected by a new, reversing transaction."""
+
+    __tablename__ = "ledger_transactions"
+
+    txn_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))  # settlement | reversal
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.payment_id"), index=True)
+    reverses: Mapped[str | None] = mapped_column(String(36))
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    description: Mapped[str] = mapped_column(String(200))
+
+
+class LedgerEntry(Base):
+    """A debit or a credit on one account, with the dimensions balances are read by."""
+
+    __tablename__ = "ledger_entries"
+
+    entry_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.txn_id"), index=True)
+    account: Mapped[str] = mapped_column(String(40))  # benefits_paid | fund_bank
+    side: Mapped[str] = mapped_column(String(6))  # debit | credit
+    amount: Mapped[Decimal] = mapped_column(Money())
+    programme: Mapped[str] = mapped_column(String(40))
+    region: Mapped[str] = mapped_column(String(6))
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class PaymentRun(Base):
+    """A monthly payment run: re-running a month resumes it, it never pays a period twice."""
+
+    __tablename__ = "payment_runs"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    scope: Mapped[str] = mapped_column(String(12))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    instructed: Mapped[int] = mapped_column(default=0)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from disbursement import domain
+from disbursement import domain, ledger
 from disbursement.models import Entitlement, Payment
 from shared.auth import Principal
 from shared.authz import region_clause
@@ -112,6 +112,10 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
     payment.status = callback.status
     payment.bank_reference = callback.bank_reference
     payment.updated_at = utcnow()
+    if callback.status == "settled":
+        await ledger.post_settlement(uow.session, payment, entitlement)
+    elif callback.status == "returned":
+        await ledger.post_reversal(uow.session, payment, entitlement)
     common = {
         "case_id": payment.case_id,
         "payment_id": payment.payment_id,

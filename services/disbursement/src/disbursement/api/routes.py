@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disbursement import service
-from disbursement.models import messaging
+from disbursement import ledger, payment_run, service
+from disbursement.models import LedgerEntry, messaging
 from disbursement.settings import DisbursementSettings
 from shared import audit
 from shared.auth import Principal
-from shared.authz import PrincipalDep, authorize, client_of
+from shared.authz import PrincipalDep, authorize, client_of, region_clause
 from shared.contracts.base import Money
 from shared.errors import DomainError, Unprocessable
 from shared.service import RuntimeDep
@@ -75,3 +76,48 @@ async def read_payment(payment_id: str, runtime: RuntimeDep, principal: Principa
     async with runtime.uow() as uow:
         payment = await service.get_payment(uow, payment_id, principal)
     return PaymentRead.model_validate(payment, from_attributes=True)
+
+
+class PaymentRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+
+
+@protected.post("/payment-runs", status_code=201)
+async def create_payment_run(
+    body: PaymentRunCreate, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Instruct every payment due for the month within the caller's region. Running a month again resumes
+    it: nothing already instructed is instructed twice."""
+    async with runtime.uow() as uow:
+        report = await payment_run.run_payments(uow, body.period, principal)
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            principal,
+            action="payment_run",
+            resource="period",
+            resource_id=body.period,
+            client=client_of(request),
+            purpose="monthly payment run",
+        )
+        await uow.commit()
+    return report
+
+
+@protected.get("/payment-runs/{period}")
+async def read_payment_run(period: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The month's payments within the caller's region: paid, failed, held, in flight."""
+    async with runtime.uow() as uow:
+        return await payment_run.run_report(uow, period, principal)
+
+
+@protected.get("/ledger/balances")
+async def read_balances(
+    runtime: RuntimeDep, principal: PrincipalDep, by: Literal["programme", "region", "household"] = "programme"
+) -> dict[str, Any]:
+    """Net benefits paid per programme fund, region or household, from the double-entry ledger."""
+    async with runtime.uow() as uow:
+        rows = await ledger.balances(uow.session, by, region_clause(principal, LedgerEntry.region))
+        debit, credit = await ledger.trial_balance(uow.session)
+    return {"by": by, "balances": rows, "trial_balance": {"debits": str(debit), "credits": str(credit)}}

@@ -1,0 +1,56 @@
+"""Queries of the disbursement service that are more than a lookup."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from disbursement.models import Entitlement, Payment
+from shared.db.base import utcnow
+
+
+async def add_missing_payments(
+    session: AsyncSession, entitlements: Sequence[Entitlement], period: str
+) -> list[tuple[Payment, Entitlement]]:
+    """Insert a pending payment for each entitlement that has none for `period`; returns those inserted.
+    ON CONFLICT DO NOTHING on the unique (entitlement, period) key makes this safe to repeat and to race."""
+    if not entitlements:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "payment_id": str(uuid.uuid4()),
+            "entitlement_id": e.entitlement_id,
+            "case_id": e.case_id,
+            "period": period,
+            "amount": e.amount,
+            "status": "pending" if e.payee_account else "held",
+            "attempts": 0,
+            "last_error": None if e.payee_account else "no payee account on the application",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for e in entitlements
+    ]
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted = set(
+        (
+            await session.execute(
+                insert(Payment)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["entitlement_id", "period"])
+                .returning(Payment.payment_id)
+            )
+        ).scalars()
+    )
+    by_id = {e.entitlement_id: e for e in entitlements}
+    created = []
+    if inserted:
+        payments = (await session.execute(select(Payment).where(Payment.payment_id.in_(inserted)))).scalars()
+        created = [(p, by_id[p.entitlement_id]) for p in payments if p.status == "pending"]
+    return created
