@@ -236,6 +236,26 @@ def test_a_monthly_payment_run_pays_each_household_once(stack: Stack) -> None:
     assert [p["period"] for p in case["payments"]] == [first["payments"][0]["period"], period]
 
 
+def test_the_days_reconciliation_is_clean(stack: Stack) -> None:
+    """Everything the stack paid today is on the sandbox bank's statement and in the ledger, to the fen."""
+    today = datetime.now(UTC).date().isoformat()
+    run = subprocess.run(
+        [str(DOUDI), "reconcile", "--date", today],
+        env=stack.env,
+        cwd=stack.data_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["clean"]
+    assert report["statement_lines"] == report["ledger_transactions"] > 0
+    assert (stack.data_dir / "bank" / f"statement-{today}.csv").exists()
+    with stack.client("disbursement", role="reconciler", region="000000") as client:
+        assert client.get(f"/v1/reconciliations/{today}").json()["clean"]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(stack: Stack, service: str) -> None:
     """Property-based requests from each service's own OpenAPI document, over HTTP with a token: no 500,

@@ -24,6 +24,7 @@ disbursement GET  /v1/payments/{payment_id}                  .      .      Y    
 disbursement POST /v1/payment-runs                           .      .      .       .        Y        Y
 disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y
 disbursement GET  /v1/ledger/balances                        .      .      Y       .        Y        Y
+disbursement GET  /v1/reconciliations/{day}                  .      .      Y       .        Y        Y
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y
 """
 

@@ -149,6 +149,44 @@ def _pay_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """Reconcile a day: ledger against the bank's statement, entitlements against payments. Exit 0 when clean,
+    1 when it finds mismatches (each printed, stored, and published as an event)."""
+    from datetime import date as Date
+
+    from disbursement.bank import BankClient
+    from disbursement.reconciliation import reconcile, report_of
+    from shared.service import Runtime
+
+    try:
+        day = Date.fromisoformat(args.date)
+    except ValueError:
+        print("doudi: --date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
+        return 2
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["disbursement"]
+
+    async def go() -> dict[str, object]:
+        runtime = Runtime(load_spec("disbursement"), settings)
+        bank = BankClient(settings)  # type: ignore[arg-type]
+        try:
+            async with runtime.uow() as uow:
+                found = await reconcile(uow, bank, day)
+                await uow.commit()
+                return report_of(found)
+        finally:
+            await bank.close()
+            await runtime.engine.dispose()
+
+    try:
+        report = asyncio.run(go())
+    except httpx.HTTPError as exc:
+        print(f"doudi: the bank's statement could not be fetched from {settings.bank_url}: {exc}", file=sys.stderr)  # type: ignore[attr-defined]  # noqa: T201
+        return 2
+    print(json.dumps(report, indent=2, ensure_ascii=False))  # noqa: T201
+    return 0 if report["clean"] else 1
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.role not in ROLES:
         print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
@@ -214,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pay_run.add_argument("--region", default="000000", help="limit the run to a region (default: everywhere)")
     pay_run.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the bank's answers")
     pay_run.set_defaults(func=_pay_run)
+    reconcile = commands.add_parser("reconcile", help="reconcile a day with the bank; exit 1 on mismatches")
+    reconcile.add_argument("--date", required=True, help="YYYY-MM-DD")
+    reconcile.set_defaults(func=_reconcile)
     audit = commands.add_parser("audit", help="the services' audit logs")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check every hash chain; exit 1 at the first broken link")

@@ -59,6 +59,8 @@ def service_settings(stack: StackSettings, bootstrap: str) -> dict[str, ServiceS
     """Validate every service's settings before anything starts."""
     os.environ["DOUDI_DATA_DIR"] = str(stack.data_dir)
     os.environ["DOUDI_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    # The sandbox bank's address follows its port unless a real gateway is configured.
+    os.environ.setdefault("DISBURSEMENT_BANK_URL", f"http://127.0.0.1:{load_settings(BankPort).port}")
     return {name: load_settings(load_spec(name).settings_cls) for name in SERVICES}
 
 
@@ -112,7 +114,7 @@ class Stack:
                 "DOUDI_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "DOUDI_DATA_DIR": str(self.settings.data_dir),
             }
-            env.setdefault("DISBURSEMENT_BANK_URL", f"http://127.0.0.1:{bank_port}")
+            env.setdefault("SANDBOX_BANK_STATEMENT_DIR", str(self.settings.data_dir / "bank"))
             self._spawn("sandbox_bank", [sys.executable, "-m", "sandbox_bank"], env, f"http://127.0.0.1:{bank_port}")
             for name, svc in services.items():
                 self._spawn(name, [sys.executable, "-m", name, "all"], env, f"http://{svc.host}:{svc.port}")

@@ -33,6 +33,7 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("disbursement", "POST", "/v1/payment-runs"): frozenset({"reconciler", "admin"}),
     ("disbursement", "GET", "/v1/payment-runs/{period}"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "GET", "/v1/ledger/balances"): frozenset({"officer", "reconciler", "admin"}),
+    ("disbursement", "GET", "/v1/reconciliations/{day}"): frozenset({"officer", "reconciler", "admin"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
 }

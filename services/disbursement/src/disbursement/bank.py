@@ -27,8 +27,10 @@ log = get_logger(__name__)
 class BankClient:
     """HTTP adapter for a payment gateway (the sandbox bank speaks the same protocol)."""
 
-    def __init__(self, settings: DisbursementSettings) -> None:
-        self._client = httpx.AsyncClient(base_url=settings.bank_url, timeout=settings.bank_timeout_seconds)
+    def __init__(self, settings: DisbursementSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=settings.bank_url, timeout=settings.bank_timeout_seconds, transport=transport
+        )
         self._callback_url = settings.callback_url
 
     async def submit(self, payment: Payment, account: str) -> str:
@@ -44,6 +46,12 @@ class BankClient:
         )
         response.raise_for_status()
         return str(response.json()["bank_reference"])
+
+    async def statement(self, day: str) -> list[dict[str, str]]:
+        """The bank's statement for a day: every settlement and return it booked."""
+        response = await self._client.get(f"/v1/statements/{day}")
+        response.raise_for_status()
+        return list(response.json()["lines"])
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -95,3 +96,16 @@ class PaymentRun(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     instructed: Mapped[int] = mapped_column(default=0)
+
+
+class Reconciliation(Base):
+    """One night's reconciliation: clean, or the mismatches it found (one line each)."""
+
+    __tablename__ = "reconciliations"
+
+    reconciliation_date: Mapped[date] = mapped_column(primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    clean: Mapped[bool]
+    statement_lines: Mapped[int]
+    ledger_transactions: Mapped[int]
+    mismatches: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

@@ -7,7 +7,9 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -32,6 +34,8 @@ class BankSettings(BaseSettings):
     port: int = Field(default=8005, ge=1, le=65535)
     callback_secret: str = DEV_SECRET
     callback_delay_seconds: float = Field(default=0.05, ge=0)
+    # Where the daily statement files are written (one CSV per day); empty: kept in memory only.
+    statement_dir: str = ""
     callback_attempts: int = Field(default=6, ge=1)
 
 
@@ -59,6 +63,7 @@ class Bank:
     def __init__(self, settings: BankSettings) -> None:
         self.settings = settings
         self.by_key: dict[str, BankPayment] = {}
+        self.statements: dict[str, list[dict[str, str]]] = {}
         self.client = httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -74,6 +79,8 @@ class Bank:
     async def deliver(self, payment: BankPayment) -> None:
         await asyncio.sleep(self.settings.callback_delay_seconds)
         for status, reason in self.outcome(payment.order.account):
+            if status != payment.status:  # a duplicated callback is not a second movement of money
+                self.book(payment, status)
             payment.status = status
             body = json.dumps(
                 {
@@ -97,6 +104,29 @@ class Bank:
                     log.warning("callback_failed", payment_id=payment.order.payment_id, error=str(exc))
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             await asyncio.sleep(self.settings.callback_delay_seconds)
+
+    def book(self, payment: BankPayment, status: str) -> None:
+        """Money moved (or failed to): a line on today's statement, and in the day's file."""
+        if status not in ("settled", "returned"):
+            return
+        now = datetime.now(UTC)
+        line = {
+            "bank_reference": payment.reference,
+            "payment_id": payment.order.payment_id,
+            "amount": str(payment.order.amount),
+            "status": status,
+            "at": now.isoformat(),
+        }
+        day = now.date().isoformat()
+        self.statements.setdefault(day, []).append(line)
+        if self.settings.statement_dir:
+            path = Path(self.settings.statement_dir) / f"statement-{day}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
+            with path.open("a", encoding="utf-8") as out:
+                if new:
+                    out.write(",".join(line) + "\n")
+                out.write(",".join(line.values()) + "\n")
 
 
 def create_app(settings: BankSettings) -> FastAPI:
@@ -141,6 +171,11 @@ def create_app(settings: BankSettings) -> FastAPI:
         if payment is None:
             raise NotFound(f"No payment {payment_id}.")
         return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+
+    @app.get("/v1/statements/{day}")
+    async def statement(day: date) -> dict[str, object]:
+        """The day's statement: every settlement and return booked that day (UTC)."""
+        return {"date": day.isoformat(), "lines": bank.statements.get(day.isoformat(), [])}
 
     @app.get("/v1/summary")
     async def summary() -> dict[str, object]:

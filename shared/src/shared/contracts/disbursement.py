@@ -36,3 +36,16 @@ class PaymentReturned(_Payment):
     event_type = "disbursement.payment.returned"
 
     reason: str
+
+
+class MismatchFlagged(Event):
+    """Nightly reconciliation found the ledger, the bank's statement and the entitlements disagreeing."""
+
+    event_type = "disbursement.reconciliation.flagged"
+
+    case_id: str
+    reconciliation_date: str
+    kind: str  # missing_at_bank | missing_in_ledger | amount_differs | due_unpaid
+    payment_id: str | None = None
+    entitlement_id: str | None = None
+    detail: str = ""

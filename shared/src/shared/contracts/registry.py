@@ -17,6 +17,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         disbursement.PaymentSettled,
         disbursement.PaymentFailed,
         disbursement.PaymentReturned,
+        disbursement.MismatchFlagged,
         referral.NeedPublished,
     )
 }

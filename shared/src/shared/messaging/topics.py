@@ -27,6 +27,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("eligibility.verification", 8, "economic-status verification (means test) results"),
     Topic("eligibility.determination", 8, "eligibility decisions per programme: proposed, approved, denied"),
     Topic("disbursement.payment", 8, "payments to households: settled, failed, returned"),
+    Topic("disbursement.reconciliation", 2, "mismatches nightly reconciliation found"),
     Topic("referral.need", 8, "needs published to charities, claims and deliveries"),
 )
 DLQ_PARTITIONS = 1

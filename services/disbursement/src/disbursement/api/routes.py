@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disbursement import ledger, payment_run, service
-from disbursement.models import LedgerEntry, messaging
+from disbursement import ledger, payment_run, reconciliation, service
+from disbursement.models import LedgerEntry, Reconciliation, messaging
 from disbursement.settings import DisbursementSettings
 from shared import audit
 from shared.auth import Principal
 from shared.authz import PrincipalDep, authorize, client_of, region_clause
 from shared.contracts.base import Money
-from shared.errors import DomainError, Unprocessable
+from shared.errors import DomainError, NotFound, Unprocessable
 from shared.service import RuntimeDep
 from shared.signing import SIGNATURE_HEADER, verify
 
@@ -121,3 +121,13 @@ async def read_balances(
         rows = await ledger.balances(uow.session, by, region_clause(principal, LedgerEntry.region))
         debit, credit = await ledger.trial_balance(uow.session)
     return {"by": by, "balances": rows, "trial_balance": {"debits": str(debit), "credits": str(credit)}}
+
+
+@protected.get("/reconciliations/{day}")
+async def read_reconciliation(day: date, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The report of a night's reconciliation (`doudi reconcile --date`): clean, or each mismatch found."""
+    async with runtime.uow() as uow:
+        found = await uow.session.get(Reconciliation, day)
+    if found is None:
+        raise NotFound(f"No reconciliation has run for {day.isoformat()}.")
+    return reconciliation.report_of(found)
