@@ -147,3 +147,19 @@ class TestLedger:
             assert sorted(h["paid"] for h in households) == sorted(["0.00", str(payments[0].amount)])
             officer_elsewhere = {"Authorization": f"Bearer {token(services.data_dir, 'officer', '330000')}"}
             assert (await client.get("/v1/ledger/balances", headers=officer_elsewhere)).json()["balances"] == []
+
+
+async def test_every_payment_is_exported_end_to_end_within_the_region(services: ServiceFactory) -> None:
+    async with api_client(services, "disbursement", role="reconciler", region="310115") as client:
+        await approve(client.runtime, 3, region="310115")
+        await approve(client.runtime, 2, region="310112")
+        response = await client.get("/v1/exports/payments", params={"period": "2026-02"})
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in response.text.splitlines()]
+        assert len(lines) == 3
+        for line in lines:
+            assert line["region"] == "310115"
+            assert {"payment_id", "entitlement_id", "determination_id", "case_id", "bank_reference", "amount"} <= set(
+                line
+            )

@@ -135,3 +135,43 @@ async def test_each_planted_mismatch_is_found_and_published(services: ServiceFac
 async def test_no_report_is_404(services: ServiceFactory) -> None:
     async with api_client(services, "disbursement", role="reconciler") as client:
         assert (await client.get("/v1/reconciliations/2001-01-01")).status_code == 404
+
+
+async def test_a_payment_that_never_called_back_is_asked_about(services: ServiceFactory) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from disbursement.bank import query_silent_payments
+    from disbursement.ledger import trial_balance
+
+    async with api_client(services, "disbursement", role="reconciler") as client:
+        world = World(client, services)
+        payment = await world.payment()
+        world.bank.by_key[payment.payment_id] = BankPayment(
+            order=PaymentOrder(
+                payment_id=payment.payment_id,
+                amount=payment.amount,
+                account="6222021001112223",
+                callback_url="http://nowhere",
+            ),
+            reference="SBX9",
+            status="settled",
+        )
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        async with client.runtime.engine.begin() as conn:
+            await conn.execute(
+                update(Payment)
+                .where(Payment.payment_id == payment.payment_id)
+                .values(status="submitted", bank_reference="SBX9", updated_at=long_ago)
+            )
+        settings = client.runtime.settings
+        assert await query_silent_payments(client.runtime, world.adapter, settings) == 1
+        assert await query_silent_payments(client.runtime, world.adapter, settings) == 0  # asked once, applied once
+        async with client.runtime.sessionmaker() as session:
+            assert (await session.get(Payment, payment.payment_id)).status == "settled"
+            debit, credit = await trial_balance(session)
+        assert debit == credit == payment.amount
+        await world.we_hear(payment)  # the late callback that finally arrives changes nothing
+        async with client.runtime.sessionmaker() as session:
+            assert await trial_balance(session) == (payment.amount, payment.amount)

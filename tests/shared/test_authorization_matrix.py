@@ -25,6 +25,7 @@ disbursement POST /v1/payment-runs                           .      .      .    
 disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y
 disbursement GET  /v1/ledger/balances                        .      .      Y       .        Y        Y
 disbursement GET  /v1/reconciliations/{day}                  .      .      Y       .        Y        Y
+disbursement GET  /v1/exports/payments                       .      .      Y       .        Y        Y
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y
 """
 
@@ -63,7 +64,10 @@ async def test_every_role_gets_exactly_what_the_matrix_allows(services: ServiceF
         table = []
         for method, path in routes:
             url = re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000000", path)
-            params = {"region": "310115", "as_of": "2024-01-01"} if path == "/v1/parameters" else None
+            params = {
+                "/v1/parameters": {"region": "310115", "as_of": "2024-01-01"},
+                "/v1/exports/payments": {"period": "2026-01"},
+            }.get(path)
             for role in ROLES:
                 headers = {"Authorization": f"Bearer {token(services.data_dir, role, '310115')}"}
                 response = await client.request(

@@ -187,6 +187,31 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0 if report["clean"] else 1
 
 
+def _export_payments(args: argparse.Namespace) -> int:
+    """Write every payment of a month, end to end, as JSON Lines for the fund internal-control platform."""
+    from disbursement.export import payment_lines
+    from shared.service import Runtime
+
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["disbursement"]
+
+    async def go() -> int:
+        runtime = Runtime(load_spec("disbursement"), settings)
+        written = 0
+        try:
+            with args.output.open("w", encoding="utf-8") as out:
+                async with runtime.uow() as uow:
+                    async for line in payment_lines(uow, args.period):
+                        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                        written += 1
+        finally:
+            await runtime.engine.dispose()
+        return written
+
+    print(f"wrote {asyncio.run(go()):,} payments of {args.period} to {args.output}", file=sys.stderr)  # noqa: T201
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.role not in ROLES:
         print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
@@ -255,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     reconcile = commands.add_parser("reconcile", help="reconcile a day with the bank; exit 1 on mismatches")
     reconcile.add_argument("--date", required=True, help="YYYY-MM-DD")
     reconcile.set_defaults(func=_reconcile)
+    export = commands.add_parser("export-payments", help="every payment of a month, end to end (JSON Lines)")
+    export.add_argument("--period", required=True, help="YYYY-MM")
+    export.add_argument("--output", type=Path, required=True)
+    export.set_defaults(func=_export_payments)
     audit = commands.add_parser("audit", help="the services' audit logs")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check every hash chain; exit 1 at the first broken link")

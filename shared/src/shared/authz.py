@@ -34,6 +34,7 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("disbursement", "GET", "/v1/payment-runs/{period}"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "GET", "/v1/ledger/balances"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "GET", "/v1/reconciliations/{day}"): frozenset({"officer", "reconciler", "admin"}),
+    ("disbursement", "GET", "/v1/exports/payments"): frozenset({"officer", "reconciler", "admin"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
 }

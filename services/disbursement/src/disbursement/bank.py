@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -53,6 +54,12 @@ class BankClient:
         response.raise_for_status()
         return list(response.json()["lines"])
 
+    async def status(self, payment_id: str) -> str:
+        """The bank's current word on a payment (accepted, settled, failed or returned)."""
+        response = await self._client.get(f"/v1/payments/{payment_id}")
+        response.raise_for_status()
+        return str(response.json()["status"])
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -65,6 +72,8 @@ async def submit_payments(runtime: Runtime, stop: asyncio.Event) -> None:
     runtime.wakers.append(wake.set)
     bank = BankClient(settings)
     failures = 0
+    loop = asyncio.get_running_loop()
+    last_query = loop.time()
     try:
         while not stop.is_set():
             wake.clear()
@@ -77,6 +86,12 @@ async def submit_payments(runtime: Runtime, stop: asyncio.Event) -> None:
                 sent = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(30.0, 0.5 * 2**failures))
+            if loop.time() - last_query >= settings.status_query_every_seconds:
+                last_query = loop.time()
+                try:
+                    await query_silent_payments(runtime, bank, settings)
+                except Exception as exc:
+                    log.warning("status_query_failed", error=f"{type(exc).__name__}: {exc}")
             if sent < settings.submit_batch_size:
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
                 await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
@@ -123,3 +138,36 @@ async def submit_batch(runtime: Runtime, bank: BankClient, settings: Disbursemen
                 )
             )
     return len(rows)
+
+
+async def query_silent_payments(runtime: Runtime, bank: BankClient, settings: DisbursementSettings) -> int:
+    """Ask the bank about payments submitted long ago that never called back, and apply what it says exactly
+    as a callback would (so a late callback afterwards changes nothing). Returns how many moved."""
+    from disbursement.service import BankCallback, apply_bank_callback
+
+    cutoff = utcnow() - timedelta(seconds=settings.status_query_after_seconds)
+    async with runtime.sessionmaker() as session:
+        silent = (
+            await session.execute(
+                select(Payment.payment_id, Payment.bank_reference)
+                .where(Payment.status == "submitted", Payment.updated_at < cutoff)
+                .order_by(Payment.updated_at)
+                .limit(settings.submit_batch_size)
+            )
+        ).all()
+    moved = 0
+    for payment_id, reference in silent:
+        status = await bank.status(payment_id)
+        if status not in ("settled", "failed", "returned"):
+            continue
+        async with runtime.uow() as uow:
+            callback = BankCallback(
+                payment_id=payment_id,
+                bank_reference=reference or "",
+                status=status,
+                reason="status query: no callback received",
+            )
+            if await apply_bank_callback(uow, callback) == status:
+                moved += 1
+            await uow.commit()
+    return moved

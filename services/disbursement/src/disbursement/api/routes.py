@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disbursement import ledger, payment_run, reconciliation, service
-from disbursement.models import LedgerEntry, Reconciliation, messaging
+from disbursement import export, ledger, payment_run, reconciliation, service
+from disbursement.models import Entitlement, LedgerEntry, Reconciliation, messaging
 from disbursement.settings import DisbursementSettings
 from shared import audit
 from shared.auth import Principal
@@ -131,3 +134,26 @@ async def read_reconciliation(day: date, runtime: RuntimeDep, principal: Princip
     if found is None:
         raise NotFound(f"No reconciliation has run for {day.isoformat()}.")
     return reconciliation.report_of(found)
+
+
+NDJSON = "application/x-ndjson"
+
+
+@protected.get(
+    "/exports/payments",
+    response_class=StreamingResponse,
+    responses={200: {"description": "one JSON object per line", "content": {NDJSON: {"schema": {"type": "string"}}}}},
+)
+async def export_payments(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+) -> StreamingResponse:
+    """Every payment of a month within the caller's region, end to end, for fund supervision (JSON Lines)."""
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with runtime.uow() as uow:
+            async for line in export.payment_lines(uow, period, region_clause(principal, Entitlement.region)):
+                yield json.dumps(line, ensure_ascii=False).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type=NDJSON)
