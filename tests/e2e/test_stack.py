@@ -201,7 +201,9 @@ def test_every_service_is_ready_and_serves_its_contract(stack: Stack) -> None:
         ready = httpx.get(stack.url(name) + "/readyz", timeout=5)
         assert ready.status_code == 200, (name, ready.text)
         assert httpx.get(stack.url(name) + "/openapi.json", timeout=5).status_code == 200
-        assert "doudi_" in httpx.get(stack.url(name) + "/metrics/", timeout=5).text
+        metrics = httpx.get(stack.url(name) + "/metrics/", timeout=5).text
+        assert "doudi_outbox_backlog" in metrics
+        assert "doudi_consumer_lag{" in metrics, name
     unauthenticated = httpx.get(stack.url("intake") + "/v1/cases/any", timeout=5)
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["content-type"] == "application/problem+json"

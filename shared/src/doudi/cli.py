@@ -212,6 +212,17 @@ def _export_payments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from doudi.asyncapi import build
+
+    text = json.dumps(build(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.role not in ROLES:
         print(f"doudi: unknown role {args.role!r}; one of {', '.join(ROLES)}", file=sys.stderr)  # noqa: T201
@@ -284,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--period", required=True, help="YYYY-MM")
     export.add_argument("--output", type=Path, required=True)
     export.set_defaults(func=_export_payments)
+    asyncapi = commands.add_parser("asyncapi", help="the AsyncAPI 3 document of every topic and event")
+    asyncapi.add_argument("--output", type=Path, default=None)
+    asyncapi.set_defaults(func=_asyncapi)
     audit = commands.add_parser("audit", help="the services' audit logs")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check every hash chain; exit 1 at the first broken link")

@@ -13,3 +13,8 @@ CONSUMER_LAST_POLL = Gauge("doudi_consumer_last_poll_timestamp", "Unix time of t
 OUTBOX_PUBLISHED = Counter("doudi_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PUBLISH_ERRORS = Counter("doudi_outbox_publish_errors_total", "Failed outbox sends", ["service"])
 OUTBOX_BACKLOG = Gauge("doudi_outbox_backlog", "Outbox rows not yet published (last batch)", ["service"])
+CONSUMER_LAG = Gauge(
+    "doudi_consumer_lag",
+    "Records behind the partition's high watermark (from the last fetch)",
+    ["service", "topic", "partition"],
+)

@@ -38,7 +38,13 @@ from shared.messaging.context import TraceContext, current_trace
 from shared.messaging.envelope import Envelope, MalformedEnvelope
 from shared.messaging.inbox import claim
 from shared.messaging.topics import DLQ_SUFFIX, topic_for
-from shared.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_LAST_POLL, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from shared.metrics import (
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_LAG,
+    CONSUMER_LAST_POLL,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+)
 
 log = get_logger(__name__)
 
@@ -155,12 +161,22 @@ class ConsumerRunner:
                 if batches:
                     with CONSUMER_BATCH_SECONDS.labels(self.service).time():
                         await self.process(consumer, batches)
+                await self._record_lag(consumer)
         finally:
             self.started = False
             try:
                 await asyncio.wait_for(consumer.stop(), 10)
             except (TimeoutError, KafkaError):
                 log.warning("consumer_stop_timed_out")
+
+    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per partition: the high watermark the last fetch reported minus our position (both known
+        locally once a partition has been fetched, so this asks the broker nothing)."""
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                position = await consumer.position(tp)
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def process(self, consumer: Any, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Apply one `getmany` result, then commit its offsets."""
