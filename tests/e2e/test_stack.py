@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -172,6 +173,31 @@ def _standard_today(stack: Stack) -> str:
             "/v1/parameters", params={"region": "310115", "as_of": datetime.now(UTC).date().isoformat()}
         ).json()
     return next(p["value"] for p in listing["parameters"] if p["name"] == "subsistence_allowance.standard")
+
+
+def test_one_case_can_be_followed_by_its_trace_id_through_all_four_services_logs(stack: Stack) -> None:
+    """The caller's traceparent travels in every event's headers; each service logs the events it applies
+    within that trace, so the one id finds the case in all four logs."""
+    trace_id = uuid.uuid4().hex
+    headers = {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
+    body = application(programmes=["subsistence_allowance", "temporary_aid"])  # approved, and denied: no emergency
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=body, headers=headers).json()["case_id"]
+        follow(client, case_id, lambda c: c["referrals"] and any(p["status"] == "settled" for p in c["payments"]))
+    deadline = time.monotonic() + 10
+    while True:
+        found = {}
+        for service in SERVICES:
+            lines = [
+                json.loads(line)
+                for line in (stack.data_dir / "logs" / f"{service}.log").read_text().splitlines()
+                if trace_id in line
+            ]
+            found[service] = {line.get("case_id") for line in lines}
+        if all(case_id in ids for ids in found.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert all(case_id in ids for ids in found.values()), found
 
 
 def test_a_denied_household_is_referred(stack: Stack) -> None:

@@ -260,6 +260,8 @@ class ConsumerRunner:
         )
         try:
             await delivery.handler(uow, delivery.event, envelope)
+            # Logged inside the event's trace context: one case can be followed through every service's log.
+            log.info("event_applied", event_type=envelope.type, event_id=envelope.id, case_id=envelope.subject)
         finally:
             current_trace.reset(token)
         return "applied"

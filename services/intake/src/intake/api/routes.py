@@ -24,8 +24,10 @@ from shared import audit
 from shared.authz import Forbidden, PrincipalDep, authorize, client_of
 from shared.db.uow import UnitOfWork
 from shared.idempotency import MAX_KEY_LENGTH, run_once
+from shared.logging import get_logger
 from shared.service import RuntimeDep
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["cases"], dependencies=[Depends(authorize)])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)]
 
@@ -72,6 +74,7 @@ async def create_application(
         body=body.model_dump(mode="json"),
         action=action,
     )
+    log.info("application_accepted", case_id=response["case_id"], replayed=replayed, channel=body.channel)
     headers = {"Location": f"/v1/cases/{response['case_id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
