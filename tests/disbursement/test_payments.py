@@ -115,3 +115,56 @@ class TestBankCallback:
         async with api_client(services, "disbursement") as client:
             raw, headers = _signed({"payment_id": "nope", "bank_reference": "R", "status": "settled"})
             assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).status_code == 404
+
+
+class TestTemporaryFailures:
+    async def test_a_temporary_failure_is_retried_later_then_given_up_after_the_bound(
+        self, services: ServiceFactory
+    ) -> None:
+        from datetime import UTC, datetime
+
+        from sqlalchemy import update
+
+        async with api_client(services, "disbursement", submit_max_attempts=3) as client:
+            case_id = str(uuid.uuid4())
+            payment = await _payment(client, case_id)
+            temporary = {
+                "payment_id": payment.payment_id,
+                "bank_reference": "R1",
+                "status": "failed",
+                "temporary": True,
+                "reason": "bank system temporarily unavailable",
+            }
+            for attempt in (1, 2):
+                async with client.runtime.engine.begin() as conn:  # the submitter sent it (attempt n)
+                    await conn.execute(
+                        update(Payment)
+                        .where(Payment.payment_id == payment.payment_id)
+                        .values(status="submitted", attempts=attempt)
+                    )
+                raw, headers = _signed(temporary)
+                assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()[
+                    "status"
+                ] == "pending"
+                async with client.runtime.sessionmaker() as session:
+                    retried = await session.get(Payment, payment.payment_id)
+                assert retried.next_attempt_at > datetime.now(UTC)
+                assert retried.last_error.startswith("temporary")
+            async with client.runtime.engine.begin() as conn:
+                await conn.execute(
+                    update(Payment)
+                    .where(Payment.payment_id == payment.payment_id)
+                    .values(status="submitted", attempts=3)
+                )
+            raw, headers = _signed(temporary)
+            assert (await client.post("/v1/bank/callbacks", content=raw, headers=headers)).json()["status"] == "failed"
+            outbox = messaging.outbox
+            assert (
+                await count(
+                    client.runtime,
+                    outbox,
+                    outbox.c.kafka_key == case_id,
+                    outbox.c.event_type == "disbursement.payment.failed",
+                )
+                == 1
+            )

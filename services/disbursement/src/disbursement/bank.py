@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from disbursement.models import Entitlement, Payment
 from disbursement.settings import DisbursementSettings
@@ -107,7 +107,11 @@ async def submit_batch(runtime: Runtime, bank: BankClient, settings: Disbursemen
             await session.execute(
                 select(Payment, Entitlement.payee_account)
                 .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
-                .where(Payment.status == "pending", Payment.attempts < settings.submit_max_attempts)
+                .where(
+                    Payment.status == "pending",
+                    Payment.attempts < settings.submit_max_attempts,
+                    or_(Payment.next_attempt_at.is_(None), Payment.next_attempt_at <= utcnow()),
+                )
                 .order_by(Payment.created_at)
                 .limit(settings.submit_batch_size)
             )

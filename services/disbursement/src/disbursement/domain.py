@@ -23,3 +23,8 @@ def first_period(decided_on: date) -> str:
 
 def can_move(current: str, incoming: str) -> bool:
     return incoming in TRANSITIONS[current]
+
+
+def retry_delay_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Backoff before retrying a payment the bank failed temporarily: 30 s, 60 s, 120 s ... at most an hour."""
+    return min(cap, base * 2 ** max(0, attempts - 1))

@@ -51,6 +51,8 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     bank_reference: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
+    # After a failure the bank calls temporary, not before this time (None: as soon as possible).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel
@@ -31,6 +32,8 @@ class BankCallback(BaseModel):
     bank_reference: str
     status: Literal["settled", "failed", "returned"]
     reason: str = ""
+    # The bank says nothing was paid and the same order may be tried again later.
+    temporary: bool = False
 
 
 async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> None:
@@ -88,7 +91,7 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
         )
 
 
-async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
+async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attempts: int = 8) -> str:
     """Apply the bank's word on a payment. Duplicate and late callbacks change nothing. Returns the status."""
     row = (
         await uow.session.execute(
@@ -101,6 +104,17 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback) -> str:
     if row is None:
         raise PaymentNotFound(f"No payment {callback.payment_id}.")
     payment, entitlement = row
+    if callback.status == "failed" and callback.temporary and payment.status in ("pending", "submitted"):
+        if payment.attempts < max_attempts:
+            payment.status = "pending"
+            payment.next_attempt_at = utcnow() + timedelta(seconds=domain.retry_delay_seconds(payment.attempts))
+            payment.last_error = f"temporary: {callback.reason}"[:500]
+            payment.updated_at = utcnow()
+            log.info("payment_retry_scheduled", payment_id=payment.payment_id, attempts=payment.attempts)
+            return "pending"
+        callback = callback.model_copy(
+            update={"reason": f"gave up after {payment.attempts} attempts: {callback.reason}"}
+        )
     if payment.status == callback.status or not domain.can_move(payment.status, callback.status):
         log.info(
             "bank_callback_ignored",

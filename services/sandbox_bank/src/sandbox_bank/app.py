@@ -56,6 +56,7 @@ class BankPayment:
     order: PaymentOrder
     reference: str
     status: str = "accepted"
+    attempts: int = 1
     callbacks: list[str] = field(default_factory=list)
 
 
@@ -67,7 +68,10 @@ class Bank:
         self.client = httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def outcome(self, account: str) -> list[tuple[str, str]]:
+    def outcome(self, payment: BankPayment) -> list[tuple[str, str]]:
+        account = payment.order.account
+        if account.endswith("5555") and payment.attempts == 1:
+            return [("failed_temporary", "bank system temporarily unavailable")]
         if account.endswith("0000"):
             return [("failed", "account closed")]
         if account.endswith("9999"):
@@ -78,15 +82,17 @@ class Bank:
 
     async def deliver(self, payment: BankPayment) -> None:
         await asyncio.sleep(self.settings.callback_delay_seconds)
-        for status, reason in self.outcome(payment.order.account):
+        for status, reason in self.outcome(payment):
             if status != payment.status:  # a duplicated callback is not a second movement of money
                 self.book(payment, status)
             payment.status = status
+            temporary = status == "failed_temporary"
             body = json.dumps(
                 {
                     "payment_id": payment.order.payment_id,
                     "bank_reference": payment.reference,
-                    "status": status,
+                    "status": "failed" if temporary else status,
+                    "temporary": temporary,
                     "reason": reason,
                 }
             ).encode()
@@ -157,6 +163,12 @@ def create_app(settings: BankSettings) -> FastAPI:
         if existing is not None:
             if existing.order != order:
                 raise Conflict("Idempotency-Key reused with a different payment.")
+            if existing.status == "failed_temporary":  # the same order, tried again: nothing was paid before
+                existing.attempts += 1
+                existing.status = "accepted"
+                task = asyncio.create_task(bank.deliver(existing))
+                bank.tasks.add(task)
+                task.add_done_callback(bank.tasks.discard)
             return PaymentAccepted(bank_reference=existing.reference, status=existing.status)
         payment = BankPayment(order=order, reference="SBX" + uuid.uuid4().hex[:16].upper())
         bank.by_key[idempotency_key] = payment

@@ -59,7 +59,7 @@ async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]
     except ValidationError as exc:
         raise Unprocessable(f"callback body: {exc.errors()[0]['msg']}") from None
     async with runtime.uow() as uow:
-        status = await service.apply_bank_callback(uow, callback)
+        status = await service.apply_bank_callback(uow, callback, settings.submit_max_attempts)
         await audit.record(
             uow.session,
             messaging.audit,
