@@ -22,6 +22,7 @@ import pytest
 
 from shared.messaging.embedded_broker import free_port, port_in_use
 from tests.conftest import PG_ADMIN_URL, SERVICES, fresh_database
+from tests.e2e.collector import Collector
 from tests.factories import application
 
 pytestmark = pytest.mark.e2e
@@ -30,9 +31,15 @@ DOUDI = Path(sys.executable).parent / "doudi"
 
 class Stack:
     def __init__(
-        self, process: subprocess.Popen[str], ports: dict[str, int], data_dir: Path, env: dict[str, str]
+        self,
+        process: subprocess.Popen[str],
+        ports: dict[str, int],
+        data_dir: Path,
+        env: dict[str, str],
+        collector: Collector,
     ) -> None:
         self.process = process
+        self.collector = collector
         self.env = env
         self.ports = ports
         self.data_dir = data_dir
@@ -89,12 +96,16 @@ def _processes_of(data_dir: Path) -> list[int]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in ("broker", "sandbox_bank", *SERVICES)}
+    collector = Collector()
     env = {
         **os.environ,
         "DOUDI_DATA_DIR": str(data_dir),
         "DOUDI_KAFKA_PORT": str(ports["broker"]),
         "SANDBOX_BANK_PORT": str(ports["sandbox_bank"]),
         "PYTHONUNBUFFERED": "1",
+        # Every service exports its spans to the test's own OTLP collector.
+        "DOUDI_OTEL_EXPORTER": "otlp",
+        "DOUDI_OTEL_ENDPOINT": collector.endpoint,
     }
     for name in SERVICES:
         env[f"{name.upper()}_PORT"] = str(ports[name])
@@ -111,7 +122,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             text=True,
             stdin=subprocess.DEVNULL,
         )
-        running = Stack(process, ports, data_dir, env)
+        running = Stack(process, ports, data_dir, env, collector)
         try:
             running.wait_until_up()
             yield running
@@ -122,6 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     process.wait(60)
                 except subprocess.TimeoutExpired:
                     process.kill()
+            collector.close()
 
 
 def follow(client: httpx.Client, case_id: str, done: Any, timeout: float = 20.0) -> dict[str, Any]:
@@ -198,6 +210,35 @@ def test_one_case_can_be_followed_by_its_trace_id_through_all_four_services_logs
             break
         time.sleep(0.2)
     assert all(case_id in ids for ids in found.values()), found
+    assert all(line.get("trace_id") == trace_id for service in SERVICES for line in _lines(stack, service, trace_id))
+
+
+def _lines(stack: Stack, service: str, needle: str) -> list[dict[str, Any]]:
+    text = (stack.data_dir / "logs" / f"{service}.log").read_text()
+    return [json.loads(line) for line in text.splitlines() if needle in line]
+
+
+def test_one_case_is_one_opentelemetry_trace_across_all_four_services(stack: Stack) -> None:
+    """The request's span is a child of the caller's; every applied event's span is a child of the span that
+    wrote the event; all four services export to the collector set in the settings."""
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    headers = {"traceparent": f"00-{trace_id}-{caller_span}-01"}
+    with stack.client("intake") as client:
+        body = application(programmes=["subsistence_allowance", "temporary_aid"])
+        case_id = client.post("/v1/applications", json=body, headers=headers).json()["case_id"]
+        follow(client, case_id, lambda c: c["referrals"] and any(p["status"] == "settled" for p in c["payments"]))
+    deadline = time.monotonic() + 15  # exporters batch every half second
+    while {s.service for s in stack.collector.trace(trace_id)} != set(SERVICES) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    spans = stack.collector.trace(trace_id)
+    assert {s.service for s in spans} == set(SERVICES), spans
+    by_id = {s.span_id: s for s in spans}
+    (request,) = [s for s in spans if s.service == "intake" and s.parent_span_id == caller_span]
+    assert request.name == "HTTP POST"
+    applied = [s for s in spans if s.name.startswith("apply ")]
+    assert {s.service for s in applied} >= {"eligibility", "disbursement", "referral"}
+    for span in applied:  # each hangs off a span we hold: the chain from the request is unbroken
+        assert span.parent_span_id in by_id, (span, spans)
 
 
 def test_a_denied_household_is_referred(stack: Stack) -> None:

@@ -17,6 +17,7 @@ def _add_trace(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[s
     if context is not None:
         event_dict.setdefault("correlation_id", context.correlation_id)
         event_dict.setdefault("traceparent", context.traceparent)
+        event_dict.setdefault("trace_id", context.traceparent[3:35])
     return event_dict
 
 

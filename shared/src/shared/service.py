@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from prometheus_client import make_asgi_app
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared import tracing
 from shared.auth import Authenticator, AuthError, ensure_dev_keypair
 from shared.authz import is_public
 from shared.db.engine import make_engine, make_sessionmaker
@@ -235,16 +237,16 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
 
     @app.middleware("http")
     async def trace_context(request: Request, call_next: Any) -> Any:
-        context = TraceContext.new()
-        context = TraceContext(
-            traceparent=request.headers.get(TRACEPARENT) or context.traceparent,
-            correlation_id=request.headers.get(CORRELATION_HEADER) or context.correlation_id,
-        )
-        token = current_trace.set(context)
-        try:
-            response = await call_next(request)
-        finally:
-            current_trace.reset(token)
+        attributes = {"http.request.method": request.method, "url.path": request.url.path}
+        with tracing.span(f"HTTP {request.method}", request.headers.get(TRACEPARENT, ""), "server", **attributes) as tp:
+            context = TraceContext(
+                traceparent=tp, correlation_id=request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+            )
+            token = current_trace.set(context)
+            try:
+                response = await call_next(request)
+            finally:
+                current_trace.reset(token)
         response.headers[CORRELATION_HEADER] = context.correlation_id
         return response
 
@@ -303,7 +305,16 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         print(f"{spec.name}: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(spec.name, settings.log_level, settings.log_json)
-    roles = {"api", "worker", "relay"} if args.role == "all" else {args.role}
+    tracing.configure_tracing(spec.name, settings.otel_exporter, settings.otel_endpoint)
+    try:
+        _run(spec, settings, args.role)
+    finally:
+        tracing.shutdown_tracing()
+    return 0
+
+
+def _run(spec: ServiceSpec, settings: ServiceSettings, role: str) -> None:
+    roles = {"api", "worker", "relay"} if role == "all" else {role}
     if "api" in roles:
         app = create_app(spec, settings, roles)
         config = uvicorn.Config(
@@ -315,6 +326,5 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=10,
         )
         uvicorn.Server(config).run()
-        return 0
+        return
     asyncio.run(_run_headless(spec, settings, roles))
-    return 0

@@ -24,12 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 
+from shared import tracing
 from shared.contracts.base import Event
 from shared.contracts.registry import EVENT_TYPES
 from shared.db.uow import UnitOfWork
@@ -255,15 +257,24 @@ class ConsumerRunner:
         )
         if not fresh:
             return "duplicate"
-        token = current_trace.set(
-            TraceContext(envelope.traceparent or TraceContext.new().traceparent, envelope.correlation_id)
-        )
-        try:
-            await delivery.handler(uow, delivery.event, envelope)
-            # Logged inside the event's trace context: one case can be followed through every service's log.
-            log.info("event_applied", event_type=envelope.type, event_id=envelope.id, case_id=envelope.subject)
-        finally:
-            current_trace.reset(token)
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.kafka.message.offset": record.offset,
+            "messaging.message.id": envelope.id,
+            "doudi.case_id": envelope.subject,
+        }
+        with (
+            tracing.span(f"apply {envelope.type}", envelope.traceparent, "consumer", **attributes) as traceparent,
+            structlog.contextvars.bound_contextvars(case_id=envelope.subject),
+        ):
+            token = current_trace.set(TraceContext(traceparent, envelope.correlation_id))
+            try:
+                await delivery.handler(uow, delivery.event, envelope)
+                # Logged inside the event's trace: one case can be followed through every service's log.
+                log.info("event_applied", event_type=envelope.type, event_id=envelope.id)
+            finally:
+                current_trace.reset(token)
         return "applied"
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException, *, attempts: int) -> None:
