@@ -19,7 +19,8 @@ def test_with_tracing_off_the_callers_traceparent_is_passed_on_unchanged() -> No
 def test_with_tracing_off_and_no_caller_a_fresh_traceparent_is_made() -> None:
     tracing.configure_tracing("test", "none")
     with tracing.span("apply x", "", "consumer") as first, tracing.span("apply x", "", "consumer") as second:
-        assert TRACEPARENT.match(first) and TRACEPARENT.match(second)
+        assert TRACEPARENT.match(first)
+        assert TRACEPARENT.match(second)
         assert first != second
 
 
