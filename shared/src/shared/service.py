@@ -288,11 +288,42 @@ async def _run_headless(spec: ServiceSpec, settings: ServiceSettings, roles: set
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.request_stop)
     await runtime.start(roles)
-    log.info("service_started", roles=sorted(roles))
+    log.info("service_started", roles=sorted(roles), metrics_port=settings.metrics_port or None)
+    server = None
+    if settings.metrics_port:
+        config = uvicorn.Config(
+            _health_app(runtime), host=settings.host, port=settings.metrics_port, log_level="warning", access_log=False
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the runtime owns the signals
+        serving = asyncio.create_task(server.serve())
     try:
         await runtime.wait()
     finally:
+        if server is not None:
+            server.should_exit = True
+            await serving
         await runtime.stop()
+
+
+def _health_app(runtime: Runtime) -> FastAPI:
+    """What a worker or relay process serves on `DOUDI_METRICS_PORT`: liveness, readiness and its metrics
+    (consumer lag and outbox backlog live in these processes, not in the API's)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.spec.name}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = await runtime.readiness()
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem(503, "Not ready", "A dependency is not available.", checks=checks)
+
+    app.mount("/metrics", make_asgi_app())
+    return app
 
 
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:

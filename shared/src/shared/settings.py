@@ -66,6 +66,9 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_seconds: float = common("CONSUMER_BACKOFF_SECONDS", default=0.2, ge=0, le=60)
     consumer_stall_seconds: float = common("CONSUMER_STALL_SECONDS", default=60.0, gt=0)
 
+    # A worker or relay process (no API) serves /healthz, /readyz and /metrics here; 0: not at all.
+    metrics_port: int = common("METRICS_PORT", default=0, ge=0, le=65535)
+
     # OpenTelemetry traces: off by default; `otlp` sends them over OTLP/HTTP, `console` prints them.
     otel_exporter: Literal["none", "otlp", "console"] = common("OTEL_EXPORTER", default="none")
     otel_endpoint: str = common("OTEL_ENDPOINT", default="http://127.0.0.1:4318/v1/traces")
