@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate bench clean
+.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate bench clean image lock manifests
 
 install: $(STAMP)
 
@@ -49,3 +49,13 @@ fmt: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
+
+# The one container image (deploy/Dockerfile) and its pinned dependencies.
+image:
+	docker build -f deploy/Dockerfile -t doudi:$$(git describe --always --dirty) -t doudi:latest .
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet .
+	{ echo "# Pinned runtime dependencies of the doudi image (deploy/Dockerfile). Regenerate with \`make lock\`."; \
+	  .lock-venv/bin/pip freeze --exclude doudi; } > deploy/requirements.lock
+	rm -rf .lock-venv

@@ -1,4 +1,4 @@
-"""doudi: `doudi up`, `doudi migrate`, `doudi topics`, `doudi demo`."""
+"""doudi: `doudi up`, `doudi serve`, `doudi migrate`, `doudi topics`, `doudi demo` and the operators' jobs."""
 
 from __future__ import annotations
 
@@ -259,6 +259,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """One service in one role, in place of this process (a container's PID 1 gets the signals itself)."""
+    import os
+
+    role = [] if args.service == "sandbox_bank" else [args.role]
+    os.execv(sys.executable, [sys.executable, "-m", args.service, *role])
+    return 0  # not reached
+
+
 def _screen(args: argparse.Namespace) -> int:
     from eligibility.screening import main as screen_main
 
@@ -272,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="doudi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="run the whole system locally (embedded broker, SQLite)").set_defaults(func=_up)
+    serve = commands.add_parser("serve", help="run one service in one role (what a container runs)")
+    serve.add_argument("service", choices=[*SERVICES, "sandbox_bank"])
+    serve.add_argument("role", nargs="?", default="all", choices=["all", "api", "worker", "relay"])
+    serve.set_defaults(func=_serve)
     commands.add_parser("migrate", help="migrate every service's database").set_defaults(func=_migrate)
     topics = commands.add_parser("topics", help="create every registered topic on a Kafka cluster")
     topics.add_argument("--bootstrap-servers", required=True)

