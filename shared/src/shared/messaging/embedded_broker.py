@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-
 from shared.process import die_with_parent
 
 
