@@ -269,8 +269,13 @@ def test_every_service_is_ready_and_serves_its_contract(stack: Stack) -> None:
         assert ready.status_code == 200, (name, ready.text)
         assert httpx.get(stack.url(name) + "/openapi.json", timeout=5).status_code == 200
         metrics = httpx.get(stack.url(name) + "/metrics/", timeout=5).text
-        assert "doudi_outbox_backlog" in metrics
+        assert f'doudi_outbox_backlog{{service="{name}"}}' in metrics
+        assert f'doudi_outbox_oldest_age_seconds{{service="{name}"}}' in metrics
         assert "doudi_consumer_lag{" in metrics, name
+        ready_route = f'method="GET",route="/readyz",service="{name}",status="200"'
+        assert f"doudi_http_request_duration_seconds_count{{{ready_route}}}" in metrics, name
+    payments = httpx.get(stack.url("disbursement") + "/metrics/", timeout=5).text
+    assert 'doudi_payments{status="settled"}' in payments
     unauthenticated = httpx.get(stack.url("intake") + "/v1/cases/any", timeout=5)
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["content-type"] == "application/problem+json"

@@ -12,9 +12,18 @@ CONSUMER_BATCH_SECONDS = Histogram("doudi_consumer_batch_seconds", "Time to proc
 CONSUMER_LAST_POLL = Gauge("doudi_consumer_last_poll_timestamp", "Unix time of the last poll", ["service"])
 OUTBOX_PUBLISHED = Counter("doudi_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PUBLISH_ERRORS = Counter("doudi_outbox_publish_errors_total", "Failed outbox sends", ["service"])
-OUTBOX_BACKLOG = Gauge("doudi_outbox_backlog", "Outbox rows not yet published (last batch)", ["service"])
+OUTBOX_BACKLOG = Gauge("doudi_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "doudi_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", ["service"]
+)
 CONSUMER_LAG = Gauge(
     "doudi_consumer_lag",
     "Records behind the partition's high watermark (from the last fetch)",
     ["service", "topic", "partition"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "doudi_http_request_duration_seconds",
+    "HTTP requests by route template and status (the count is the request rate)",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from shared.messaging.kafka import broker_reachable, make_producer
 from shared.messaging.outbox import Outbox
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import MessagingTables
+from shared.metrics import HTTP_REQUEST_SECONDS
 from shared.settings import ServiceSettings, SettingsError, load_settings
 
 log = get_logger(__name__)
@@ -243,10 +245,17 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
                 traceparent=tp, correlation_id=request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
             )
             token = current_trace.set(context)
+            started = time.perf_counter()
+            status = 500
             try:
                 response = await call_next(request)
+                status = response.status_code
             finally:
                 current_trace.reset(token)
+                route = request.scope.get("route")
+                HTTP_REQUEST_SECONDS.labels(
+                    spec.name, request.method, getattr(route, "path", "unmatched"), str(status)
+                ).observe(time.perf_counter() - started)
         response.headers[CORRELATION_HEADER] = context.correlation_id
         return response
 

@@ -20,6 +20,8 @@ class DisbursementSettings(ServiceSettings):
     bank_timeout_seconds: float = 5.0
     submit_batch_size: int = 100
     submit_max_attempts: int = 8
+    # How often the worker recounts payments by status for /metrics.
+    metrics_every_seconds: float = 10.0
     # Payments submitted this long ago without a callback are asked about; the question is repeated this often.
     status_query_after_seconds: float = 300.0
     status_query_every_seconds: float = 60.0

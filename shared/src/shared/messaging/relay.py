@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.db.base import utcnow
 from shared.logging import get_logger
 from shared.messaging.envelope import Envelope
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
 
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
@@ -93,7 +93,10 @@ class OutboxRelay:
             ).all()
         if not rows:
             OUTBOX_BACKLOG.labels(self._service).set(0)
+            OUTBOX_OLDEST_AGE.labels(self._service).set(0)
             return 0, False
+        # The oldest unpublished row's age: how far behind publishing is, whatever the batch size.
+        OUTBOX_OLDEST_AGE.labels(self._service).set(max(0.0, (utcnow() - rows[0].created_at).total_seconds()))
         futures = []
         for row in rows:
             key, value, headers = Envelope(
@@ -128,7 +131,13 @@ class OutboxRelay:
             return -1, False
         self.last_error = None
         full = len(rows) == self._batch_size
-        OUTBOX_BACKLOG.labels(self._service).set(len(rows) if full else 0)
+        backlog = 0
+        if full:  # more is waiting: count it (an index-only count over the unpublished rows)
+            async with self._engine.connect() as conn:
+                backlog = (
+                    await conn.execute(select(func.count()).select_from(t).where(t.c.published_at.is_(None)))
+                ).scalar_one()
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)
         return len(sent), full
 
     async def backlog(self) -> int:
