@@ -259,6 +259,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from shared.messaging.dlq import replay
+
+    try:
+        letters = asyncio.run(replay(args.bootstrap_servers, args.topic, dry_run=args.dry_run))
+    except ValueError as exc:
+        print(f"doudi: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    verb = "would replay" if args.dry_run else "replayed"
+    for letter in letters:
+        where = f"{letter.topic}@{letter.offset}"
+        why = f"failed in {letter.consumer} after {letter.attempts} attempts: {letter.error}"
+        print(f"  {verb} {where} ({why})")  # noqa: T201
+    print(f"{verb} {len(letters)} record(s) from {args.topic}.dlq")  # noqa: T201
+    return 0
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from doudi.manifests import write
+
+    for path in write(args.output):
+        print(f"  wrote {path}")  # noqa: T201
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     """One service in one role, in place of this process (a container's PID 1 gets the signals itself)."""
     import os
@@ -308,6 +333,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--period", required=True, help="YYYY-MM")
     export.add_argument("--output", type=Path, required=True)
     export.set_defaults(func=_export_payments)
+    dlq = commands.add_parser("dlq", help="dead-letter topics")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_replay = dlq_commands.add_parser("replay", help="send a topic's dead letters back to it (safe to repeat)")
+    dlq_replay.add_argument("--topic", required=True, help="the original topic, e.g. intake.application")
+    dlq_replay.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    dlq_replay.add_argument("--dry-run", action="store_true", help="list the dead letters, send nothing")
+    dlq_replay.set_defaults(func=_dlq_replay)
+    manifests = commands.add_parser("manifests", help="write the Kubernetes manifests (kustomize) for deploy/k8s")
+    manifests.add_argument("--output", type=Path, default=Path("deploy/k8s"))
+    manifests.set_defaults(func=_manifests)
     asyncapi = commands.add_parser("asyncapi", help="the AsyncAPI 3 document of every topic and event")
     asyncapi.add_argument("--output", type=Path, default=None)
     asyncapi.set_defaults(func=_asyncapi)

@@ -18,6 +18,7 @@ from typing import IO
 import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 from shared.auth import ensure_dev_keypair
 from shared.db.migrate import upgrade
@@ -67,7 +68,8 @@ def service_settings(stack: StackSettings, bootstrap: str) -> dict[str, ServiceS
 def migrate_all(settings: dict[str, ServiceSettings], out: IO[str] = sys.stdout) -> None:
     for name, svc in settings.items():
         upgrade(load_spec(name).migrations, svc.database_url)
-        print(f"  migrated {name:<13} {svc.database_url}", file=out)
+        shown = make_url(svc.database_url).render_as_string(hide_password=True)
+        print(f"  migrated {name:<13} {shown}", file=out)
 
 
 @dataclass
