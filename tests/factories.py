@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import uuid
 from datetime import date
 from typing import Any
@@ -13,6 +15,16 @@ def id_number(region: str = "310115", born: str = "19800501", serial: int = 1) -
     return with_check_digit(f"{region}{born}{serial:03d}")
 
 
+# A person is on at most one open case, so every application the tests make is of new people: ten million
+# distinct numbers from a random start, never repeating within a run.
+_people = itertools.count(random.randrange(10_000_000))
+
+
+def new_id_number() -> str:
+    n = next(_people) % 10_000_000
+    return id_number(region=f"31{n // 1000:04d}", serial=n % 1000)
+
+
 def application(
     *, wage: str = "800.00", members: int = 2, payee_account: str | None = "6222021001112223", **extra: Any
 ) -> dict[str, Any]:
@@ -22,7 +34,7 @@ def application(
             {
                 "ref": f"m{i + 1}",
                 "name": f"成员{i + 1}",
-                "id_number": id_number(serial=10 + i),
+                "id_number": new_id_number(),
                 "relationship": "applicant" if i == 0 else "spouse" if i == 1 else "child",
                 "birth_date": "1980-05-01",
                 "hukou_region": "310115",

@@ -150,9 +150,10 @@ def follow(client: httpx.Client, case_id: str, done: Any, timeout: float = 20.0)
 def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack) -> None:
     with stack.client("intake") as client:
         headers = {"Idempotency-Key": "e2e-approved"}
-        first = client.post("/v1/applications", json=application(), headers=headers)
+        body = application()
+        first = client.post("/v1/applications", json=body, headers=headers)
         assert first.status_code == 201, first.text
-        again = client.post("/v1/applications", json=application(), headers=headers)
+        again = client.post("/v1/applications", json=body, headers=headers)
         assert again.json()["case_id"] == first.json()["case_id"]
         case_id = first.json()["case_id"]
 

@@ -59,8 +59,9 @@ class TestSubmitApplication:
     async def test_same_key_and_body_return_the_same_case(self, services: ServiceFactory) -> None:
         async with api_client(services, "intake") as client:
             headers = {"Idempotency-Key": "window-42"}
-            first = await client.post("/v1/applications", json=application(), headers=headers)
-            again = await client.post("/v1/applications", json=application(), headers=headers)
+            body = application()
+            first = await client.post("/v1/applications", json=body, headers=headers)
+            again = await client.post("/v1/applications", json=body, headers=headers)
             assert first.status_code == again.status_code == 201
             assert first.json() == again.json()
             assert again.headers["idempotent-replayed"] == "true"

@@ -15,6 +15,7 @@ from tests.conftest import SERVICES, ServiceFactory, api_client, token
 EXPECTED = """
                                                           advisor window officer charity reconciler admin
 intake       POST /v1/applications                           Y      Y      .       .        .        Y
+intake       GET  /v1/cases                                  Y      Y      Y       .        .        Y
 intake       GET  /v1/cases/{case_id}                        Y      Y      Y       .        .        Y
 intake       GET  /v1/cases/{case_id}/timeline               Y      Y      Y       .        .        Y
 eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y

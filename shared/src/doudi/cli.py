@@ -240,7 +240,10 @@ def _demo(args: argparse.Namespace) -> int:
     with httpx.Client(base_url=args.intake_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
         response = client.post("/v1/applications", json=DEMO_APPLICATION, headers={"Idempotency-Key": args.key})
         print(f"POST /v1/applications → {response.status_code}")  # noqa: T201
-        if response.status_code >= 300:
+        if response.status_code == 409 and "case_id" in response.json():
+            # The demo household already has an open case (from an earlier run): a person is on one at most.
+            print(response.json()["detail"])  # noqa: T201
+        elif response.status_code >= 300:
             print(response.text)  # noqa: T201
             return 1
         case_id = response.json()["case_id"]

@@ -22,6 +22,7 @@ CASEWORK = frozenset({"advisor", "window", "officer", "admin"})
 MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     # intake: advisors and the window file and follow cases; officers read them to decide.
     ("intake", "POST", "/v1/applications"): frozenset({"advisor", "window", "admin"}),
+    ("intake", "GET", "/v1/cases"): CASEWORK,
     ("intake", "GET", "/v1/cases/{case_id}"): CASEWORK,
     ("intake", "GET", "/v1/cases/{case_id}/timeline"): CASEWORK,
     # eligibility: what-if evaluations for casework; the parameters in force are public information.

@@ -77,6 +77,9 @@ def mask_id_number(id_number: str) -> str:
     return id_number[:6] + "*" * 8 + id_number[-4:]
 
 
+# A case in one of these has let its members go: they may apply again.
+CLOSED_STATUSES = frozenset({"denied", "withdrawn", "exited"})
+
 DETERMINATION_RANK = {"proposed": 0, "approved": 1, "denied": 1}
 PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "returned": 2}
 

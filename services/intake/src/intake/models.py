@@ -22,7 +22,7 @@ class Case(Base):
     __tablename__ = "cases"
 
     case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    status: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(30), index=True)
     region: Mapped[str] = mapped_column(String(6), index=True)
     street: Mapped[str | None] = mapped_column(String(12))
     community: Mapped[str | None] = mapped_column(String(15))
@@ -34,6 +34,9 @@ class Case(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    # Worklists page through cases newest first.
+    __table_args__ = (Index("ix_cases_created", "created_at", "case_id"),)
 
 
 class Member(Base):
@@ -48,6 +51,16 @@ class Member(Base):
     id_number_encrypted: Mapped[str] = mapped_column(Text)
     id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
     relationship: Mapped[str] = mapped_column(String(20))
+
+
+class OpenMembership(Base):
+    """A person on a case that is still open: the primary key makes "at most one open case per person" a fact
+    the database keeps, even for two applications racing each other. Keyed by the ID number's lookup hash."""
+
+    __tablename__ = "open_memberships"
+
+    id_number_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
 
 
 class CaseEvent(Base):

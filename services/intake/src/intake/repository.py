@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.models import Case, CaseDetermination, CaseEvent, CasePayment, CaseReferral, Member
+from intake.models import Case, CaseDetermination, CaseEvent, CasePayment, CaseReferral, Member, OpenMembership
 
 
 class CaseRepository:
@@ -26,6 +26,42 @@ class CaseRepository:
         if for_update:
             statement = statement.with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def open_case_of(self, hashes: list[str]) -> tuple[str, str] | None:
+        """(hash, case id) of the first of these people already on an open case, if any."""
+        row = (
+            await self.session.execute(
+                select(OpenMembership.id_number_hash, OpenMembership.case_id)
+                .where(OpenMembership.id_number_hash.in_(hashes))
+                .limit(1)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def release_members(self, case_id: str) -> None:
+        await self.session.execute(delete(OpenMembership).where(OpenMembership.case_id == case_id))
+
+    async def reclaim_members(self, case_id: str) -> None:
+        """A case that was closed is open again (events arrive in any order): hold its members again, unless
+        one has since been taken by another open case."""
+        for member in await self.list_members(case_id):
+            if await self.open_case_of([member.id_number_hash]) is None:
+                self.session.add(OpenMembership(id_number_hash=member.id_number_hash, case_id=case_id))
+
+    async def page(self, where: list[Any], after: tuple[Any, str] | None, limit: int) -> list[Case]:
+        """A page of cases, newest first, after the cursor (created_at, case_id) if given."""
+        statement = select(Case).where(*where)
+        if after is not None:
+            created_at, case_id = after
+            statement = statement.where(
+                or_(Case.created_at < created_at, and_(Case.created_at == created_at, Case.case_id < case_id))
+            )
+        statement = statement.order_by(Case.created_at.desc(), Case.case_id.desc()).limit(limit)
+        return list((await self.session.execute(statement)).scalars())
+
+    @staticmethod
+    def has_programme(programme: str) -> Any:
+        return exists().where(CaseDetermination.case_id == Case.case_id, CaseDetermination.programme == programme)
 
     async def list_members(self, case_id: str) -> list[Member]:
         result = await self.session.execute(select(Member).where(Member.case_id == case_id).order_by(Member.ref))

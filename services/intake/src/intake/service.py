@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from intake.api.schemas import ApplicationCreate
-from intake.domain import DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
-from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member, messaging
+from intake.domain import CLOSED_STATUSES, DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
+from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member, OpenMembership, messaging
 from intake.repository import CaseRepository
 from shared import audit
 from shared.auth import Principal
@@ -25,7 +29,7 @@ from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound, Unprocessable
 from shared.logging import get_logger
 from shared.pii import PiiVault
 
@@ -41,6 +45,18 @@ PAYMENT_STATUS = {
 
 class CaseNotFound(NotFound):
     title = "Case not found"
+
+
+class PersonInOpenCase(Conflict):
+    title = "Already on an open case"
+
+
+def _already_open(ref: str, case_id: str) -> PersonInOpenCase:
+    return PersonInOpenCase(
+        f"Member {ref} already belongs to open case {case_id}: follow that case, or close it first.",
+        case_id=case_id,
+        member=ref,
+    )
 
 
 async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault: PiiVault) -> Case:
@@ -75,6 +91,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         for m in command.household.members
     ]
     repository = CaseRepository(uow.session)
+    await _hold_members(uow, repository, case_id, command, vault)
     repository.add(case, members)
     await uow.session.flush()
     event = ApplicationSubmitted(
@@ -102,6 +119,30 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         },
     )
     return case
+
+
+async def _hold_members(
+    uow: UnitOfWork, repository: CaseRepository, case_id: str, command: ApplicationCreate, vault: PiiVault
+) -> None:
+    """A person belongs to at most one open case. Checked first for a clear answer, then kept by the primary
+    key of `open_memberships` for two applications racing each other."""
+    ref_of: dict[str, str] = {}
+    for member in command.household.members:
+        for hashed in vault.lookup_hashes(member.id_number):  # every key: rows written before a rotation too
+            ref_of[hashed] = member.ref
+    found = await repository.open_case_of(list(ref_of))
+    if found is not None:
+        raise _already_open(ref_of[found[0]], found[1])
+    try:
+        async with uow.session.begin_nested():
+            uow.session.add_all(
+                OpenMembership(id_number_hash=vault.lookup_hash(m.id_number), case_id=case_id)
+                for m in command.household.members
+            )
+            await uow.session.flush()
+    except IntegrityError:
+        found = await repository.open_case_of(list(ref_of))
+        raise _already_open(ref_of[found[0]] if found else "?", found[1] if found else "(just filed)") from None
 
 
 async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime) -> None:
@@ -184,7 +225,11 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                 )
     await uow.session.flush()
     statuses = [d.status for d in await repository.list_determinations(case_id)]
-    case.status = case_status(case.verified_at is not None, statuses)
+    before, case.status = case.status, case_status(case.verified_at is not None, statuses)
+    if case.status in CLOSED_STATUSES and before not in CLOSED_STATUSES:
+        await repository.release_members(case_id)
+    elif before in CLOSED_STATUSES and case.status not in CLOSED_STATUSES:
+        await repository.reclaim_members(case_id)
     case.updated_at = utcnow()
 
 
@@ -241,3 +286,43 @@ async def get_timeline(uow: UnitOfWork, case_id: str, principal: Principal, clie
     repository = CaseRepository(uow.session)
     await _visible_case(uow, repository, case_id, principal, "read_timeline", client)
     return await repository.list_events(case_id)
+
+
+class BadCursor(Unprocessable):
+    title = "Invalid cursor"
+
+
+def encode_cursor(case: Case) -> str:
+    raw = json.dumps([case.created_at.isoformat(), case.case_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), str(case_id)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("cursor is not one this service returned", field="cursor") from exc
+
+
+async def list_cases(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    filters: dict[str, str | None],
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Case], str | None]:
+    """A worklist page within the caller's region, newest first, and the cursor of the next page."""
+    where: list[Any] = [case_scope(principal)]
+    if filters.get("region"):
+        where.append(Case.region.startswith(filters["region"]))
+    for column in ("street", "community", "status", "channel"):
+        if filters.get(column):
+            where.append(getattr(Case, column) == filters[column])
+    if filters.get("programme"):
+        where.append(CaseRepository.has_programme(str(filters["programme"])))
+    after = decode_cursor(cursor) if cursor else None
+    rows = await CaseRepository(uow.session).page(where, after, limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    return page, encode_cursor(page[-1]) if more else None

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake import service
 from intake.api.schemas import (
     ApplicationCreate,
     ApplicationRead,
+    CasePage,
     CaseRead,
+    CaseSummary,
     DeterminationRead,
     MemberRead,
     PaymentRead,
@@ -22,6 +24,7 @@ from intake.models import messaging
 from intake.settings import vault_for
 from shared import audit
 from shared.authz import Forbidden, PrincipalDep, authorize, client_of
+from shared.contracts.intake import Channel, Programme
 from shared.db.uow import UnitOfWork
 from shared.idempotency import MAX_KEY_LENGTH, run_once
 from shared.logging import get_logger
@@ -79,6 +82,34 @@ async def create_application(
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(response, status_code=status, headers=headers)
+
+
+@router.get("/cases", response_model=CasePage)
+async def list_cases(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    region: Annotated[str | None, Query(pattern=r"^\d{2,6}$")] = None,
+    street: Annotated[str | None, Query(pattern=r"^\d{9}$|^\d{12}$")] = None,
+    community: Annotated[str | None, Query(pattern=r"^\d{12}$|^\d{15}$")] = None,
+    status: Annotated[str | None, Query(max_length=30)] = None,
+    programme: Annotated[Programme | None, Query()] = None,
+    channel: Annotated[Channel | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CasePage:
+    """Worklists by region, street or community, status, programme and channel, newest first, within the
+    caller's region. Pages with `cursor` (from `next_cursor`)."""
+    filters = {
+        "region": region,
+        "street": street,
+        "community": community,
+        "status": status,
+        "programme": programme,
+        "channel": channel,
+    }
+    async with runtime.uow() as uow:
+        cases, next_cursor = await service.list_cases(uow, principal, filters=filters, cursor=cursor, limit=limit)
+    return CasePage(items=[CaseSummary.model_validate(c, from_attributes=True) for c in cases], next_cursor=next_cursor)
 
 
 @router.get("/cases/{case_id}", response_model=CaseRead)

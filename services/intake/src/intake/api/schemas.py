@@ -146,3 +146,24 @@ class TimelineEntry(BaseModel):
 class TimelineRead(BaseModel):
     case_id: str
     events: list[TimelineEntry]
+
+
+class CaseSummary(BaseModel):
+    """A worklist row: where the case is and how far it has got, no personal data."""
+
+    case_id: str
+    status: str
+    region: str
+    street: str | None
+    community: str | None
+    channel: str
+    programmes: list[str]
+    submitted_on: date
+    created_at: datetime
+    updated_at: datetime
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    # Pass as `cursor` for the next page; null on the last page.
+    next_cursor: str | None

@@ -1,0 +1,119 @@
+"""A person is on at most one open case; worklists page through cases within the caller's region."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from intake import service
+from shared.contracts import eligibility
+from shared.contracts.eligibility import Reason
+from tests.conftest import ServiceFactory, api_client, token
+from tests.factories import TODAY, application, new_id_number
+
+
+def with_member_of(body: dict[str, Any], other: dict[str, Any], index: int = 1) -> dict[str, Any]:
+    """`body` with its second member replaced by a member of `other`'s household."""
+    body["household"]["members"][index]["id_number"] = other["household"]["members"][index]["id_number"]
+    return body
+
+
+async def deny(runtime: Any, case_id: str) -> None:
+    denied = eligibility.DeterminationDenied(
+        case_id=case_id,
+        determination_id=str(uuid.uuid4()),
+        programme="subsistence_allowance",
+        region="310115",
+        decided_on=TODAY,
+        monthly_amount=Decimal("0.00"),
+        reasons=[Reason(code="income_not_below_standard")],
+    )
+    async with runtime.uow() as uow:
+        await service.record_event(
+            uow, denied, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+        )
+        await uow.commit()
+
+
+class TestOnePersonOneOpenCase:
+    async def test_a_second_application_for_a_member_of_an_open_case_is_409_naming_the_case(
+        self, services: ServiceFactory
+    ) -> None:
+        async with api_client(services, "intake") as client:
+            first = application()
+            case_id = (await client.post("/v1/applications", json=first)).json()["case_id"]
+            again = await client.post("/v1/applications", json=with_member_of(application(), first))
+            assert again.status_code == 409
+            assert again.headers["content-type"] == "application/problem+json"
+            problem = again.json()
+            assert problem["case_id"] == case_id
+            assert problem["member"] == "m2"
+            assert case_id in problem["detail"]
+            assert first["household"]["members"][1]["id_number"] not in again.text  # named by ref, not number
+
+    async def test_once_the_case_is_closed_its_members_may_apply_again(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake") as client:
+            first = application()
+            case_id = (await client.post("/v1/applications", json=first)).json()["case_id"]
+            await deny(client.runtime, case_id)
+            again = await client.post("/v1/applications", json=with_member_of(application(), first))
+            assert again.status_code == 201, again.text
+
+    async def test_two_applications_racing_for_one_person_make_one_case(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake") as client:
+            shared_person = new_id_number()
+            bodies = [application() for _ in range(4)]
+            for body in bodies:
+                body["household"]["members"][0]["id_number"] = shared_person
+            responses = await asyncio.gather(*(client.post("/v1/applications", json=b) for b in bodies))
+            codes = sorted(r.status_code for r in responses)
+            assert codes == [201, 409, 409, 409], [r.text for r in responses]
+
+
+class TestWorklist:
+    async def test_cases_page_newest_first_with_a_cursor_and_filters(self, services: ServiceFactory) -> None:
+        community = f"310115{uuid.uuid4().int % 10**9:09d}"
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            ids = []
+            for _ in range(5):
+                body = application(community=community, channel="advisor")
+                ids.append((await client.post("/v1/applications", json=body)).json()["case_id"])
+            seen: list[str] = []
+            cursor = None
+            while True:
+                params: dict[str, Any] = {"community": community, "limit": 2}
+                if cursor:
+                    params["cursor"] = cursor
+                page = (await client.get("/v1/cases", params=params)).json()
+                assert len(page["items"]) <= 2
+                seen += [item["case_id"] for item in page["items"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert seen == list(reversed(ids))
+            assert "members" not in page["items"][0]  # a worklist carries no personal data
+            none = await client.get("/v1/cases", params={"community": community, "status": "approved"})
+            assert none.json() == {"items": [], "next_cursor": None}
+            bad = await client.get("/v1/cases", params={"cursor": "not-a-cursor"})
+            assert bad.status_code == 422
+
+    async def test_a_worklist_never_shows_a_case_outside_the_callers_region(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as pudong:
+            minhang_token = token(services.data_dir, "advisor", "310112")
+            transport = httpx.ASGITransport(app=pudong.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {minhang_token}"}
+            ) as minhang:
+                created = await minhang.post("/v1/applications", json=application(region="310112"))
+                theirs = created.json()["case_id"]
+                assert [i["case_id"] for i in (await minhang.get("/v1/cases")).json()["items"]] == [theirs]
+            await pudong.post("/v1/applications", json=application())
+            page = (await pudong.get("/v1/cases", params={"region": "310112", "limit": 200})).json()
+            assert page["items"] == []
+            everything = (await pudong.get("/v1/cases", params={"limit": 200})).json()
+            assert len(everything["items"]) == 1
+            assert everything["items"][0]["region"] == "310115"
