@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # Every service exports its spans to the test's own OTLP collector.
         "DOUDI_OTEL_EXPORTER": "otlp",
         "DOUDI_OTEL_ENDPOINT": collector.endpoint,
+        "ELIGIBILITY_NOTICE_CHECK_SECONDS": "0.5",
     }
     for name in SERVICES:
         env[f"{name.upper()}_PORT"] = str(ports[name])
@@ -147,6 +148,33 @@ def follow(client: httpx.Client, case_id: str, done: Any, timeout: float = 20.0)
         time.sleep(0.1)
 
 
+def decide(stack: Stack, case_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """What an officer and a week do: approve every proposed determination (a different person from the
+    window clerk who filed it), then, if any went to public notice, move the stack's development clock past
+    the notice with `doudi clock advance` and wait for the approvals it brings."""
+    with stack.client("intake") as client:
+        follow(client, case_id, lambda c: c["status"] == "proposed")
+        time.sleep(0.5)  # every proposal of the application has arrived (they travel together)
+        case = client.get(f"/v1/cases/{case_id}").json()
+    noticed = False
+    with stack.client("eligibility", role="officer") as officer:
+        for determination in case["determinations"]:
+            if determination["status"] in ("proposed", "review"):
+                url = f"/v1/determinations/{determination['determination_id']}/approve"
+                approved = officer.post(url, headers=headers or {})
+                assert approved.status_code == 200, approved.text
+                noticed |= approved.json()["status"] == "notice"
+    if noticed:
+        moved = subprocess.run(
+            [str(DOUDI), "clock", "advance", "--by", "8d"], env=stack.env, cwd=stack.data_dir, capture_output=True
+        )
+        assert moved.returncode == 0, moved.stderr
+    with stack.client("intake") as client:
+        return follow(
+            client, case_id, lambda c: all(d["status"] in ("approved", "denied") for d in c["determinations"])
+        )
+
+
 def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack) -> None:
     with stack.client("intake") as client:
         headers = {"Idempotency-Key": "e2e-approved"}
@@ -156,7 +184,12 @@ def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack
         again = client.post("/v1/applications", json=body, headers=headers)
         assert again.json()["case_id"] == first.json()["case_id"]
         case_id = first.json()["case_id"]
+        proposed = follow(client, case_id, lambda c: c["status"] == "proposed")
+        assert proposed["determinations"][0]["decision_due"] > proposed["submitted_on"]
+        assert proposed["payments"] == []  # nothing is paid before an officer decides
 
+    decide(stack, case_id)
+    with stack.client("intake") as client:
         case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
         assert case["status"] == "approved"
         (determination,) = case["determinations"]
@@ -173,10 +206,16 @@ def test_an_application_is_decided_paid_and_shown_with_its_timeline(stack: Stack
         assert [e["type"] for e in timeline] == [
             "intake.application.submitted",
             "eligibility.verification.completed",
+            "eligibility.determination.proposed",
+            "eligibility.determination.noticed",
             "eligibility.determination.approved",
             "disbursement.payment.instructed",
             "disbursement.payment.settled",
         ]
+        # Paid from the month after the approval that ended the public notice (S5 第二十一条).
+        approved_on = date.fromisoformat(determination["decided_on"])
+        month_after = date(approved_on.year + approved_on.month // 12, approved_on.month % 12 + 1, 1)
+        assert payment["period"] == month_after.strftime("%Y-%m")
         assert [e["time"] for e in timeline] == sorted(e["time"] for e in timeline)
 
 
@@ -196,6 +235,9 @@ def test_one_case_can_be_followed_by_its_trace_id_through_all_four_services_logs
     body = application(programmes=["subsistence_allowance", "temporary_aid"])  # approved, and denied: no emergency
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=body, headers=headers).json()["case_id"]
+    # The officer's approval continues the case's trace (the caller passes it on, as a case UI would).
+    decide(stack, case_id, {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
+    with stack.client("intake") as client:
         follow(client, case_id, lambda c: c["referrals"] and any(p["status"] == "settled" for p in c["payments"]))
     deadline = time.monotonic() + 10
     while True:
@@ -227,6 +269,8 @@ def test_one_case_is_one_opentelemetry_trace_across_all_four_services(stack: Sta
     with stack.client("intake") as client:
         body = application(programmes=["subsistence_allowance", "temporary_aid"])
         case_id = client.post("/v1/applications", json=body, headers=headers).json()["case_id"]
+    decide(stack, case_id, {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
+    with stack.client("intake") as client:
         follow(client, case_id, lambda c: c["referrals"] and any(p["status"] == "settled" for p in c["payments"]))
     deadline = time.monotonic() + 15  # exporters batch every half second
     while {s.service for s in stack.collector.trace(trace_id)} != set(SERVICES) and time.monotonic() < deadline:
@@ -246,8 +290,11 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
     with stack.client("intake") as client:
         response = client.post("/v1/applications", json=application(wage="9000.00"))
         case_id = response.json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake") as client:
         case = follow(client, case_id, lambda c: c["referrals"])
         assert case["status"] == "denied"
+        assert case["determinations"][0]["notice_due"]  # written notice of the refusal, 3 working days
         assert case["determinations"][0]["reasons"][0]["code"] == "income_not_below_standard"
         assert case["payments"] == []
         assert case["referrals"][0]["kind"] == "charity_need"
@@ -260,6 +307,8 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake") as client:
         case = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "failed")
         assert case["payments"][0]["reason"] == "account closed"
 
@@ -286,6 +335,8 @@ def test_a_monthly_payment_run_pays_each_household_once(stack: Stack) -> None:
     """`doudi pay-run` for the month after the first payment, twice: one more payment per household, settled."""
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application()).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake") as client:
         first = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
     year, month = map(int, first["payments"][0]["period"].split("-"))
     period = f"{year + month // 12}-{month % 12 + 1:02d}"

@@ -45,9 +45,9 @@ class TestAssessApplication:
                     .scalars()
                     .all()
                 )
-            assert types == ["eligibility.verification.completed", "eligibility.determination.approved"]
+            assert types == ["eligibility.verification.completed", "eligibility.determination.proposed"]
 
-    async def test_income_below_the_standard_is_approved_with_the_gap(self, services: ServiceFactory) -> None:
+    async def test_income_below_the_standard_is_proposed_with_the_gap(self, services: ServiceFactory) -> None:
         async with manual(services, "eligibility") as runtime:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, submitted(case_id, wage="500.00"), key=case_id)
@@ -55,20 +55,25 @@ class TestAssessApplication:
                 found = (
                     await session.execute(select(Determination).where(Determination.case_id == case_id))
                 ).scalar_one()
-            assert found.status == "approved"
+            assert (found.status, found.outcome) == ("proposed", "grant")  # an officer decides (S5 第二十八条)
             assert found.monthly_amount == Decimal("830.00")  # (1330 - 500) x 1 member, standard of 2021-07-01
             assert found.reasons[0]["source"].startswith("上海市社会救助条例")
             assert found.rule == "rules-engine-v1"
 
-    async def test_income_at_the_standard_is_denied_with_the_reason(self, services: ServiceFactory) -> None:
+    async def test_income_at_the_standard_is_proposed_for_refusal_with_the_reason(
+        self, services: ServiceFactory
+    ) -> None:
         async with manual(services, "eligibility") as runtime:
             case_id = str(uuid.uuid4())
             await deliver_twice(runtime, submitted(case_id, wage="1330.00"), key=case_id)
             async with runtime.sessionmaker() as session:
                 rows = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalars()
                 found = {d.programme: d for d in rows}
-            assert found["subsistence_allowance"].status == "denied"
+            assert (found["subsistence_allowance"].status, found["subsistence_allowance"].outcome) == (
+                "proposed",
+                "deny",
+            )
             assert found["subsistence_allowance"].reasons[0]["code"] == "income_not_below_standard"
             # One application, all programmes: at the standard it is within the 1.5x margin line.
-            assert found["low_income_margin"].status == "approved"
+            assert found["low_income_margin"].outcome == "grant"
             assert set(found) == {"subsistence_allowance", "low_income_margin"}

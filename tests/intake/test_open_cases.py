@@ -117,3 +117,32 @@ class TestWorklist:
             everything = (await pudong.get("/v1/cases", params={"limit": 200})).json()
             assert len(everything["items"]) == 1
             assert everything["items"][0]["region"] == "310115"
+
+
+async def test_the_worklist_finds_cases_past_their_decision_deadline(services: ServiceFactory) -> None:
+    from datetime import date
+
+    async with api_client(services, "intake", role="advisor", region="310115") as client:
+        late = (await client.post("/v1/applications", json=application())).json()["case_id"]
+        on_time = (await client.post("/v1/applications", json=application())).json()["case_id"]
+        for case_id, due in ((late, date(2021, 9, 24)), (on_time, date(2999, 1, 1))):
+            proposed = eligibility.DeterminationProposed(
+                case_id=case_id,
+                determination_id=str(uuid.uuid4()),
+                programme="subsistence_allowance",
+                region="310115",
+                decided_on=TODAY,
+                monthly_amount=Decimal("830.00"),
+                decision_due=due,
+            )
+            async with client.runtime.uow() as uow:
+                await service.record_event(
+                    uow, proposed, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+        page = (await client.get("/v1/cases", params={"overdue": "true"})).json()
+        assert [item["case_id"] for item in page["items"]] == [late]
+        case = (await client.get(f"/v1/cases/{late}")).json()
+        assert case["status"] == "proposed"
+        assert case["determinations"][0]["overdue"] is True
+        assert case["determinations"][0]["decision_due"] == "2021-09-24"

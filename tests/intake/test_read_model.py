@@ -56,7 +56,9 @@ def events_for(case_id: str) -> dict[str, Any]:
             counted_monthly_income=Decimal("800.00"),
             per_capita_monthly_income=Decimal("400.00"),
         ),
-        "eligibility.determination.proposed": eligibility.DeterminationProposed(**determination),
+        "eligibility.determination.proposed": eligibility.DeterminationProposed(**determination, decision_due=TODAY),
+        "eligibility.determination.noticed": eligibility.DeterminationNoticed(**determination, notice_ends_on=TODAY),
+        "eligibility.determination.objected": eligibility.DeterminationObjected(**determination),
         "eligibility.determination.approved": eligibility.DeterminationApproved(**determination),
         "eligibility.determination.denied": eligibility.DeterminationDenied(**determination),
         "disbursement.payment.instructed": disbursement.PaymentInstructed(**payment),
@@ -118,3 +120,43 @@ async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(service
         assert payment.status == "settled"
         assert determination.status == "approved"
         assert case.status == "approved"
+
+
+async def test_the_case_follows_the_procedure_and_shows_its_dates(services: ServiceFactory) -> None:
+    """proposed (decision due) → notice (ends on) → review (objection) → notice → approved."""
+    from datetime import timedelta
+
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        events = events_for(case_id)
+        seen = []
+        for event_type in (
+            "eligibility.determination.proposed",
+            "eligibility.determination.noticed",
+            "eligibility.determination.objected",
+            "eligibility.determination.noticed",
+            "eligibility.determination.approved",
+        ):
+            async with runtime.uow() as uow:
+                await service.record_event(
+                    uow, events[event_type], event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+            async with runtime.sessionmaker() as session:
+                case = await session.get(Case, case_id)
+                row = (
+                    await session.execute(select(CaseDetermination).where(CaseDetermination.case_id == case_id))
+                ).scalar_one()
+            seen.append((case.status, row.status, row.decision_due, row.notice_ends_on))
+        assert seen == [
+            ("proposed", "proposed", TODAY, None),
+            ("notice", "notice", TODAY, TODAY),
+            ("review", "review", TODAY, None),
+            ("notice", "notice", TODAY, TODAY),
+            ("approved", "approved", TODAY, TODAY),
+        ]
+        from intake.domain import is_overdue
+
+        assert not is_overdue("approved", TODAY, TODAY + timedelta(days=90))
+        assert is_overdue("review", TODAY, TODAY + timedelta(days=1))
+        assert not is_overdue("review", TODAY, TODAY)

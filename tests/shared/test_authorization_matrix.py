@@ -21,6 +21,9 @@ intake       GET  /v1/cases/{case_id}/timeline               Y      Y      Y    
 eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y
 eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y
 eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y
+eligibility  POST /v1/determinations/{determination_id}/approve  .  .      Y       .        .        .
+eligibility  POST /v1/determinations/{determination_id}/reject   .  .      Y       .        .        .
+eligibility  POST /v1/determinations/{determination_id}/objections Y Y     Y       .        .        .
 disbursement GET  /v1/payments/{payment_id}                  .      .      Y       .        Y        Y
 disbursement POST /v1/payment-runs                           .      .      .       .        Y        Y
 disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y

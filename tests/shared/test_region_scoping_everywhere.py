@@ -36,6 +36,7 @@ async def test_a_determination_outside_the_region_is_404(services: ServiceFactor
                     household=HouseholdFacts.model_validate(household_facts()),
                     submitted_at=date(2021, 8, 15),
                 ),
+                client.runtime.clock,
             )
             await uow.commit()
         async with client.runtime.sessionmaker() as session:
@@ -48,6 +49,11 @@ async def test_a_determination_outside_the_region_is_404(services: ServiceFactor
             f"/v1/determinations/{determination_id}", headers=bearer(services, "officer", region)
         )
         assert response.status_code == status
+        # Deciding is scoped the same way: an officer of another district cannot approve it.
+        approve = await client.post(
+            f"/v1/determinations/{determination_id}/approve", headers=bearer(services, "officer", region)
+        )
+        assert approve.status_code == status, approve.text
 
 
 @pytest.mark.parametrize(("region", "status"), [("310115", 200), ("000000", 200), ("310113", 404)])

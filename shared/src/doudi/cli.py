@@ -7,8 +7,9 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -234,10 +235,50 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clock(args: argparse.Namespace) -> int:
+    """Show or move this stack's decision clock (public notices, deadlines); never in production."""
+    import re
+    from datetime import timedelta
+
+    from shared.clock import Clock
+
+    stack = load_settings(StackSettings)
+    if stack.env == "production":
+        print("doudi: production runs on the system clock; it cannot be moved", file=sys.stderr)  # noqa: T201
+        return 2
+    clock = Clock.for_data_dir(stack.data_dir, production=False)
+    if args.clock_command == "advance":
+        match = re.fullmatch(r"(\d+)([dh])", args.by)
+        if match is None:
+            print("doudi: --by is a number of days or hours, e.g. 8d or 12h", file=sys.stderr)  # noqa: T201
+            return 2
+        amount, unit = int(match[1]), match[2]
+        clock.advance(timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
+    elif args.clock_command == "reset":
+        clock.reset()
+    print(f"decision clock: {clock.now().isoformat(timespec='seconds')} (today {clock.today()}; offset {clock.offset})")  # noqa: T201
+    return 0
+
+
+def _follow(
+    client: httpx.Client, case_id: str, done: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    case: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        case = client.get(f"/v1/cases/{case_id}").json()
+        if done(case):
+            break
+        time.sleep(0.2)
+    return case
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """Submit a sample application and follow the case until it has a determination and a payment."""
-    token = _dev_token("window", "310115", "doudi-demo")
-    with httpx.Client(base_url=args.intake_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
+    """Submit a sample application, have an officer approve what is proposed, and follow the case; with
+    --through-notice, move the development clock past the public notice and follow it to the payment."""
+    window = _dev_token("window", "310115", "doudi-demo-window")
+    officer = _dev_token("officer", "310115", "doudi-demo-officer")  # not who filed it: maker-checker
+    with httpx.Client(base_url=args.intake_url, timeout=10, headers={"Authorization": f"Bearer {window}"}) as client:
         response = client.post("/v1/applications", json=DEMO_APPLICATION, headers={"Idempotency-Key": args.key})
         print(f"POST /v1/applications → {response.status_code}")  # noqa: T201
         if response.status_code == 409 and "case_id" in response.json():
@@ -247,18 +288,32 @@ def _demo(args: argparse.Namespace) -> int:
             print(response.text)  # noqa: T201
             return 1
         case_id = response.json()["case_id"]
-        deadline = time.monotonic() + args.timeout
-        case: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            case = client.get(f"/v1/cases/{case_id}").json()
-            payments = case.get("payments") or []
-            if case.get("determinations") and any(p["status"] != "pending" for p in payments):  # type: ignore[union-attr, index]
-                break
-            time.sleep(0.2)
+        case = _follow(client, case_id, lambda c: bool(c.get("determinations")), args.timeout)
+        eligibility_url = (
+            args.intake_url.rsplit(":", 1)[0] + ":8002" if args.eligibility_url is None else args.eligibility_url
+        )
+        for determination in case.get("determinations", []):
+            if determination["status"] in ("proposed", "review"):
+                approved = httpx.post(
+                    f"{eligibility_url}/v1/determinations/{determination['determination_id']}/approve",
+                    headers={"Authorization": f"Bearer {officer}"},
+                    timeout=10,
+                )
+                print(f"officer approves {determination['programme']} → {approved.status_code}")  # noqa: T201
+        case = _follow(
+            client, case_id, lambda c: c.get("status") not in ("submitted", "verified", "proposed"), args.timeout
+        )
+        if args.through_notice and case.get("status") == "notice":
+            _clock(argparse.Namespace(clock_command="advance", by="8d"))
+            case = _follow(
+                client, case_id, lambda c: any(p["status"] != "pending" for p in c.get("payments") or []), args.timeout
+            )
         print(json.dumps(case, ensure_ascii=False, indent=2))  # noqa: T201
         timeline = client.get(f"/v1/cases/{case_id}/timeline").json()
         for event in timeline["events"]:
             print(f"  {event['time']}  {event['type']}")  # noqa: T201
+        if case.get("status") == "notice":
+            print("Under public notice; `doudi clock advance 8d` (development only) ends it and the payment follows.")  # noqa: T201
     return 0
 
 
@@ -336,6 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--period", required=True, help="YYYY-MM")
     export.add_argument("--output", type=Path, required=True)
     export.set_defaults(func=_export_payments)
+    clock = commands.add_parser("clock", help="show or move the development decision clock (never production)")
+    clock_commands = clock.add_subparsers(dest="clock_command", required=True)
+    clock_commands.add_parser("show", help="the decision clock now").set_defaults(func=_clock)
+    advance = clock_commands.add_parser("advance", help="move it forward, e.g. --by 8d (past a public notice)")
+    advance.add_argument("--by", required=True, help="days or hours: 8d, 12h")
+    advance.set_defaults(func=_clock)
+    clock_commands.add_parser("reset", help="back to the system clock").set_defaults(func=_clock)
     dlq = commands.add_parser("dlq", help="dead-letter topics")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_replay = dlq_commands.add_parser("replay", help="send a topic's dead letters back to it (safe to repeat)")
@@ -357,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="submit a sample application to a running stack and show the case")
     demo.add_argument("--intake-url", default="http://127.0.0.1:8001")
     demo.add_argument("--key", default=None, help="Idempotency-Key (default: a new one each run)")
-    demo.add_argument("--timeout", type=float, default=15.0)
+    demo.add_argument("--eligibility-url", default=None, help="default: the intake host, port 8002")
+    demo.add_argument("--through-notice", action="store_true", help="move the development clock past the notice")
+    demo.add_argument("--timeout", type=float, default=20.0)
     demo.set_defaults(func=_demo)
     screen = commands.add_parser("screen", help="bulk-screen households (JSON Lines of evaluation requests)")
     screen.add_argument("--input", type=Path, required=True)

@@ -29,6 +29,13 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
     ("eligibility", "GET", "/v1/parameters"): EVERYONE,
     ("eligibility", "GET", "/v1/determinations/{determination_id}"): frozenset({"advisor", "officer", "admin"}),
+    # Only an officer decides (admins administer, they do not decide cases); objections arrive at the window,
+    # through the advisor or at the office.
+    ("eligibility", "POST", "/v1/determinations/{determination_id}/approve"): frozenset({"officer"}),
+    ("eligibility", "POST", "/v1/determinations/{determination_id}/reject"): frozenset({"officer"}),
+    ("eligibility", "POST", "/v1/determinations/{determination_id}/objections"): frozenset(
+        {"advisor", "window", "officer"}
+    ),
     # disbursement: payments are read by officers and the reconciliation jobs.
     ("disbursement", "GET", "/v1/payments/{payment_id}"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "POST", "/v1/payment-runs"): frozenset({"reconciler", "admin"}),

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared import tracing
 from shared.auth import Authenticator, AuthError, ensure_dev_keypair
 from shared.authz import is_public
+from shared.clock import Clock
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
 from shared.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
@@ -80,6 +81,8 @@ class Runtime:
         self.relay: OutboxRelay | None = None
         self.runner: ConsumerRunner | None = None
         self.wakers: list[Callable[[], None]] = []
+        # The time decisions are made at (a test offset outside production: shared.clock).
+        self.clock = Clock.for_data_dir(settings.data_dir, production=settings.env == "production")
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 

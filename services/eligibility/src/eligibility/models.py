@@ -40,10 +40,25 @@ class Determination(Base):
     case_id: Mapped[str] = mapped_column(String(36), index=True)
     programme: Mapped[str] = mapped_column(String(40))
     region: Mapped[str] = mapped_column(String(6))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
     monthly_amount: Mapped[Decimal | None] = mapped_column(Money())
     amount: Mapped[Decimal | None] = mapped_column(Money())
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     rule: Mapped[str] = mapped_column(String(100))
+    # The date of the latest step: proposed, approved (payment runs from the month after) or denied.
     decided_on: Mapped[date]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The procedure (workflow.py): what the proposal says, who may not approve it, and its dates.
+    outcome: Mapped[str] = mapped_column(String(10), default="grant")
+    payment_kind: Mapped[str] = mapped_column(String(10), default="none")
+    payee_account: Mapped[str | None] = mapped_column(String(40))
+    filed_by: Mapped[str] = mapped_column(String(200), default="")
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decision_due: Mapped[date | None]
+    notice_ends_on: Mapped[date | None] = mapped_column(index=True)
+    notice_due: Mapped[date | None]
+    # What residents said during public notice: [{"at", "by", "text"}]. Never published in events.
+    objections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The trace of the officer's approval: the approval the end of notice writes days later continues it.
+    traceparent: Mapped[str] = mapped_column(String(60), default="")

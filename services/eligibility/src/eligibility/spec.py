@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from eligibility.api.routes import router
+from eligibility.decisions import close_notices
 from eligibility.handlers import build_handlers
 from eligibility.models import Base, messaging
 from eligibility.settings import EligibilitySettings
@@ -14,5 +15,6 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=build_handlers,
+    background=[close_notices],
     description="Economic-status verification and eligibility determinations.",
 )

@@ -80,7 +80,17 @@ def mask_id_number(id_number: str) -> str:
 # A case in one of these has let its members go: they may apply again.
 CLOSED_STATUSES = frozenset({"denied", "withdrawn", "exited"})
 
-DETERMINATION_RANK = {"proposed": 0, "approved": 1, "denied": 1}
+# Determination events come in order on one partition; the rank only keeps a final decision final.
+DETERMINATION_RANK = {"proposed": 0, "notice": 0, "review": 0, "approved": 1, "denied": 1}
+DETERMINATION_STATUS = {
+    "eligibility.determination.proposed": "proposed",
+    "eligibility.determination.noticed": "notice",
+    "eligibility.determination.objected": "review",
+    "eligibility.determination.approved": "approved",
+    "eligibility.determination.denied": "denied",
+}
+# Still in the procedure: the decision deadline applies.
+IN_PROCEDURE = frozenset({"proposed", "notice", "review"})
 PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "returned": 2}
 
 
@@ -90,10 +100,18 @@ def supersedes(ranks: dict[str, int], current: str | None, incoming: str) -> boo
 
 
 def case_status(verified: bool, determination_statuses: list[str]) -> str:
+    """The case's stage from its determinations: approved once any is; denied once all are; otherwise the
+    furthest step still open (review after an objection, public notice, proposed)."""
     if "approved" in determination_statuses:
         return "approved"
     if determination_statuses and all(s == "denied" for s in determination_statuses):
         return "denied"
-    if "proposed" in determination_statuses:
-        return "proposed"
+    for stage in ("review", "notice", "proposed"):
+        if stage in determination_statuses:
+            return stage
     return "verified" if verified else "submitted"
+
+
+def is_overdue(status: str, decision_due: date | None, today: date) -> bool:
+    """Past the procedure's deadline and not yet decided (30 working days from acceptance, S5 第二十二条)."""
+    return status in IN_PROCEDURE and decision_due is not None and today > decision_due

@@ -17,6 +17,8 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
     (
         "eligibility.verification.completed",
         "eligibility.determination.proposed",
+        "eligibility.determination.noticed",
+        "eligibility.determination.objected",
         "eligibility.determination.approved",
         "eligibility.determination.denied",
         "disbursement.payment.instructed",

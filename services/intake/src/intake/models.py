@@ -90,6 +90,10 @@ class CaseDetermination(Base):
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     decided_on: Mapped[date | None]
     rule: Mapped[str] = mapped_column(String(100), default="")
+    # The procedure's dates, as eligibility set them: decision due, end of public notice, refusal notice due.
+    decision_due: Mapped[date | None]
+    notice_ends_on: Mapped[date | None]
+    notice_due: Mapped[date | None]
 
 
 class CasePayment(Base):

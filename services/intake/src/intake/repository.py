@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select
@@ -58,6 +59,15 @@ class CaseRepository:
             )
         statement = statement.order_by(Case.created_at.desc(), Case.case_id.desc()).limit(limit)
         return list((await self.session.execute(statement)).scalars())
+
+    @staticmethod
+    def overdue(in_procedure: frozenset[str], today: date) -> Any:
+        """Some determination is still in the procedure past its decision deadline."""
+        return exists().where(
+            CaseDetermination.case_id == Case.case_id,
+            CaseDetermination.status.in_(in_procedure),
+            CaseDetermination.decision_due < today,
+        )
 
     @staticmethod
     def has_programme(programme: str) -> Any:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from intake.api.schemas import ApplicationCreate
-from intake.domain import CLOSED_STATUSES, DETERMINATION_RANK, PAYMENT_RANK, case_status, supersedes
+from intake.domain import (
+    CLOSED_STATUSES,
+    DETERMINATION_RANK,
+    DETERMINATION_STATUS,
+    IN_PROCEDURE,
+    PAYMENT_RANK,
+    case_status,
+    supersedes,
+)
 from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member, OpenMembership, messaging
 from intake.repository import CaseRepository
 from shared import audit
@@ -22,6 +30,8 @@ from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, Paym
 from shared.contracts.eligibility import (
     DeterminationApproved,
     DeterminationDenied,
+    DeterminationNoticed,
+    DeterminationObjected,
     DeterminationProposed,
     VerificationCompleted,
 )
@@ -59,7 +69,7 @@ def _already_open(ref: str, case_id: str) -> PersonInOpenCase:
     )
 
 
-async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault: PiiVault) -> Case:
+async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault: PiiVault, filed_by: str = "") -> Case:
     now = utcnow()
     case_id = str(uuid.uuid4())
     facts = HouseholdFacts.model_validate({**command.household.model_dump(mode="json"), "emergency": command.emergency})
@@ -104,6 +114,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         household=facts,
         submitted_at=now.date(),
         payee_account=command.payee_account,
+        filed_by=filed_by,
     )
     event_id = await uow.outbox.add(event, key=case_id)
     await repository.add_event(
@@ -167,29 +178,37 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
     match event:
         case VerificationCompleted():
             case.verified_at = case.verified_at or occurred_at
-        case DeterminationProposed() | DeterminationApproved() | DeterminationDenied():
-            status = event.event_type.rsplit(".", 1)[1]
+        case (
+            DeterminationProposed()
+            | DeterminationNoticed()
+            | DeterminationObjected()
+            | DeterminationApproved()
+            | DeterminationDenied()
+        ):
+            status = DETERMINATION_STATUS[event.event_type]
             row = await repository.get_determination(event.determination_id)
             if row is None:
-                uow.session.add(
-                    CaseDetermination(
-                        determination_id=event.determination_id,
-                        case_id=case_id,
-                        programme=event.programme,
-                        status=status,
-                        monthly_amount=event.monthly_amount,
-                        amount=event.amount,
-                        reasons=[r.model_dump() for r in event.reasons],
-                        decided_on=event.decided_on,
-                        rule=event.rule,
-                    )
+                row = CaseDetermination(
+                    determination_id=event.determination_id, case_id=case_id, programme=event.programme, status=status
                 )
-            elif supersedes(DETERMINATION_RANK, row.status, status):
+                uow.session.add(row)
+            elif not supersedes(DETERMINATION_RANK, row.status, status):
+                row = None
+            if row is not None:
                 row.status = status
                 row.monthly_amount = event.monthly_amount
                 row.amount = event.amount
                 row.reasons = [r.model_dump() for r in event.reasons]
                 row.decided_on = event.decided_on
+                row.rule = event.rule
+                if isinstance(event, DeterminationProposed):
+                    row.decision_due = event.decision_due
+                if isinstance(event, DeterminationNoticed):
+                    row.notice_ends_on = event.notice_ends_on
+                elif isinstance(event, DeterminationObjected):
+                    row.notice_ends_on = None
+                if isinstance(event, DeterminationDenied):
+                    row.notice_due = event.notice_due
         case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned():
             status = PAYMENT_STATUS[event.event_type]
             payment = await repository.get_payment(event.payment_id)
@@ -312,6 +331,7 @@ async def list_cases(
     filters: dict[str, str | None],
     cursor: str | None,
     limit: int,
+    today: date,
 ) -> tuple[list[Case], str | None]:
     """A worklist page within the caller's region, newest first, and the cursor of the next page."""
     where: list[Any] = [case_scope(principal)]
@@ -322,6 +342,8 @@ async def list_cases(
             where.append(getattr(Case, column) == filters[column])
     if filters.get("programme"):
         where.append(CaseRepository.has_programme(str(filters["programme"])))
+    if filters.get("overdue"):
+        where.append(CaseRepository.overdue(IN_PROCEDURE, today))
     after = decode_cursor(cursor) if cursor else None
     rows = await CaseRepository(uow.session).page(where, after, limit + 1)
     page, more = rows[:limit], len(rows) > limit

@@ -43,7 +43,32 @@ class _Determination(Event):
 
 
 class DeterminationProposed(_Determination):
+    """A street office's proposal, waiting for an officer: to grant (`outcome` grant, with the amount) or to
+    refuse (`outcome` deny, with the reasons)."""
+
     event_type = "eligibility.determination.proposed"
+
+    outcome: Literal["grant", "deny"] = "grant"
+    # The whole procedure is due by this date (30 working days from acceptance; S5 第二十二条).
+    decision_due: date | None = None
+
+
+class DeterminationNoticed(_Determination):
+    """An officer approved the proposal: it is under public notice (公示) until `notice_ends_on`; an objection
+    during it sends the case back to review."""
+
+    event_type = "eligibility.determination.noticed"
+
+    notice_ends_on: date
+
+
+class DeterminationObjected(_Determination):
+    """An objection was filed during public notice: the determination is back in review (no free text here:
+    what the objection says stays in eligibility)."""
+
+    event_type = "eligibility.determination.objected"
+
+    objections: int = 1
 
 
 class DeterminationApproved(_Determination):
@@ -55,3 +80,6 @@ class DeterminationApproved(_Determination):
 
 class DeterminationDenied(_Determination):
     event_type = "eligibility.determination.denied"
+
+    # Written notice of the refusal, with reasons, is due by this date (3 working days; S5 第二十一条).
+    notice_due: date | None = None

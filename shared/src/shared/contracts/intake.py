@@ -116,3 +116,5 @@ class ApplicationSubmitted(Event):
     household: HouseholdFacts
     submitted_at: date
     payee_account: str | None = None
+    # Who filed it (the token's subject): they may not approve its determinations (maker-checker).
+    filed_by: str = ""

@@ -11,6 +11,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         intake.ApplicationSubmitted,
         eligibility.VerificationCompleted,
         eligibility.DeterminationProposed,
+        eligibility.DeterminationNoticed,
+        eligibility.DeterminationObjected,
         eligibility.DeterminationApproved,
         eligibility.DeterminationDenied,
         disbursement.PaymentInstructed,

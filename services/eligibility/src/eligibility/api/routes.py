@@ -3,15 +3,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eligibility import service
+from eligibility import decisions, service
 from eligibility.evaluation import EvaluationRefused, evaluate_request
+from eligibility.models import messaging
 from eligibility.params import ParameterError, catalogue
-from shared.authz import PrincipalDep, authorize
+from shared import audit
+from shared.authz import PrincipalDep, authorize, client_of
 from shared.contracts.base import Money
 from shared.contracts.intake import HouseholdFacts
+from shared.errors import DomainError
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["eligibility"], dependencies=[Depends(authorize)])
@@ -28,6 +31,27 @@ class DeterminationRead(BaseModel):
     reasons: list[dict[str, Any]]
     rule: str
     decided_on: date
+    outcome: str
+    decided_by: str | None = None
+    decision_due: date | None = None
+    notice_ends_on: date | None = None
+    notice_due: date | None = None
+    objections: int = 0
+
+    @field_validator("objections", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> int:
+        return len(value) if isinstance(value, list) else int(value or 0)
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000, description="Why the officer does not confirm it")
+
+
+class Objection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000, description="What the objection says, as received")
 
 
 class EvaluationRequest(BaseModel):
@@ -93,3 +117,79 @@ async def read_determination(determination_id: str, runtime: RuntimeDep, princip
     async with runtime.uow() as uow:
         found = await service.get_determination(uow, determination_id, principal)
     return DeterminationRead.model_validate(found, from_attributes=True)
+
+
+async def _step(
+    request: Request, runtime: Any, principal: Any, determination_id: str, action: str, step: Any, why: str = ""
+) -> DeterminationRead:
+    async with runtime.uow() as uow:
+        try:
+            found = await step(uow)
+            read = DeterminationRead.model_validate(found, from_attributes=True)
+            outcome = "ok"
+        except DomainError as exc:
+            await uow.rollback()
+            outcome, read = f"refused: {exc.status_code}", None
+            error = exc
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            principal,
+            action=action,
+            resource="determination",
+            resource_id=determination_id,
+            outcome=outcome,
+            client=client_of(request),
+            purpose=why[:200],
+        )
+        await uow.commit()
+    if read is None:
+        raise error
+    return read
+
+
+@router.post("/determinations/{determination_id}/approve", response_model=DeterminationRead)
+async def approve_determination(
+    determination_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> DeterminationRead:
+    """An officer confirms the proposal: a grant goes to public notice (7 days), a proposed refusal becomes
+    the decision. Whoever filed the case may not (403)."""
+    return await _step(
+        request,
+        runtime,
+        principal,
+        determination_id,
+        "approve",
+        lambda uow: decisions.approve(uow, determination_id, principal, runtime.clock),
+    )
+
+
+@router.post("/determinations/{determination_id}/reject", response_model=DeterminationRead)
+async def reject_determination(
+    determination_id: str, body: Rejection, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> DeterminationRead:
+    """An officer does not confirm a proposed grant: it is denied with the officer's reason."""
+    return await _step(
+        request,
+        runtime,
+        principal,
+        determination_id,
+        "reject",
+        lambda uow: decisions.reject(uow, determination_id, principal, runtime.clock, body.reason),
+        body.reason,
+    )
+
+
+@router.post("/determinations/{determination_id}/objections", response_model=DeterminationRead)
+async def object_to_determination(
+    determination_id: str, body: Objection, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> DeterminationRead:
+    """Record an objection received during public notice: the determination goes back to review."""
+    return await _step(
+        request,
+        runtime,
+        principal,
+        determination_id,
+        "object",
+        lambda uow: decisions.object_to(uow, determination_id, principal, runtime.clock, body.text),
+    )

@@ -19,7 +19,7 @@ from intake.api.schemas import (
     TimelineEntry,
     TimelineRead,
 )
-from intake.domain import FULL_ID_ROLES, mask_id_number
+from intake.domain import FULL_ID_ROLES, is_overdue, mask_id_number
 from intake.models import messaging
 from intake.settings import vault_for
 from shared import audit
@@ -48,7 +48,7 @@ async def create_application(
         raise Forbidden(f"{location} is outside your region {principal.region}.")
 
     async def action(uow: UnitOfWork) -> tuple[int, dict[str, object]]:
-        case = await service.submit_application(uow, body, vault_for(runtime.settings))
+        case = await service.submit_application(uow, body, vault_for(runtime.settings), filed_by=principal.subject)
         await audit.record(
             uow.session,
             messaging.audit,
@@ -94,6 +94,7 @@ async def list_cases(
     status: Annotated[str | None, Query(max_length=30)] = None,
     programme: Annotated[Programme | None, Query()] = None,
     channel: Annotated[Channel | None, Query()] = None,
+    overdue: Annotated[bool, Query(description="only cases past their decision deadline")] = False,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CasePage:
@@ -106,9 +107,12 @@ async def list_cases(
         "status": status,
         "programme": programme,
         "channel": channel,
+        "overdue": "yes" if overdue else None,
     }
     async with runtime.uow() as uow:
-        cases, next_cursor = await service.list_cases(uow, principal, filters=filters, cursor=cursor, limit=limit)
+        cases, next_cursor = await service.list_cases(
+            uow, principal, filters=filters, cursor=cursor, limit=limit, today=runtime.clock.today()
+        )
     return CasePage(items=[CaseSummary.model_validate(c, from_attributes=True) for c in cases], next_cursor=next_cursor)
 
 
@@ -121,6 +125,7 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
             await uow.commit()  # the audit entry stays, whether the read was allowed or refused
     case = found["case"]
     vault = vault_for(runtime.settings)
+    today = runtime.clock.today()
 
     def shown(id_number: str) -> str:
         return id_number if principal.role in FULL_ID_ROLES else mask_id_number(id_number)
@@ -145,7 +150,12 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
             )
             for m in found["members"]
         ],
-        determinations=[DeterminationRead.model_validate(d, from_attributes=True) for d in found["determinations"]],
+        determinations=[
+            DeterminationRead.model_validate(d, from_attributes=True).model_copy(
+                update={"overdue": is_overdue(d.status, d.decision_due, today)}
+            )
+            for d in found["determinations"]
+        ],
         payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
         referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
     )

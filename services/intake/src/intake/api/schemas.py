@@ -96,6 +96,12 @@ class DeterminationRead(BaseModel):
     decided_on: date | None = None
     reasons: list[dict[str, Any]]
     rule: str
+    # The procedure: decision due (30 working days from acceptance), the end of public notice, the date
+    # written notice of a refusal is due; `overdue` once the decision is late.
+    decision_due: date | None = None
+    notice_ends_on: date | None = None
+    notice_due: date | None = None
+    overdue: bool = False
 
 
 class PaymentRead(BaseModel):

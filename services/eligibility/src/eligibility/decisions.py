@@ -1,0 +1,176 @@
+"""An officer's steps on a determination, objections during public notice, and the end of notice.
+
+Each step locks the determination row, checks the procedure (workflow.py) and writes its event in the same
+transaction; the entrypoint commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from eligibility import workflow
+from eligibility.models import Determination
+from eligibility.service import DeterminationNotFound, approved_event, common_fields
+from shared.auth import Principal
+from shared.authz import Forbidden, region_clause
+from shared.clock import Clock
+from shared.contracts.eligibility import DeterminationDenied, DeterminationNoticed, DeterminationObjected, Reason
+from shared.db.base import utcnow
+from shared.db.uow import UnitOfWork
+from shared.errors import Conflict
+from shared.logging import get_logger
+from shared.messaging.context import TraceContext, current_trace, trace
+from shared.messaging.envelope import new_traceparent
+
+if TYPE_CHECKING:
+    from shared.service import Runtime
+
+log = get_logger(__name__)
+
+
+class StepNotAllowed(Conflict):
+    title = "Not allowed in this state"
+
+
+async def _locked(uow: UnitOfWork, determination_id: str, principal: Principal) -> Determination:
+    found = (
+        await uow.session.execute(
+            select(Determination)
+            .where(Determination.determination_id == determination_id, region_clause(principal, Determination.region))
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        raise DeterminationNotFound(f"No determination {determination_id}.")
+    return found
+
+
+def _check_maker_checker(determination: Determination, principal: Principal) -> None:
+    if not workflow.may_decide(determination.filed_by, principal.subject):
+        raise Forbidden("Whoever filed the case may not decide it: another officer must (maker-checker).")
+
+
+async def _deny(uow: UnitOfWork, determination: Determination, clock: Clock, extra: list[Reason]) -> None:
+    today = clock.today()
+    determination.status = "denied"
+    determination.decided_on = today
+    determination.notice_due = workflow.refusal_notice_due(determination.region, today)
+    if extra:
+        determination.reasons = [*determination.reasons, *(r.model_dump() for r in extra)]
+    await uow.outbox.add(
+        DeterminationDenied(**common_fields(determination), notice_due=determination.notice_due),
+        key=determination.case_id,
+    )
+
+
+async def approve(uow: UnitOfWork, determination_id: str, principal: Principal, clock: Clock) -> Determination:
+    """A grant goes to public notice; a proposed refusal becomes the decision, with its notice deadline."""
+    determination = await _locked(uow, determination_id, principal)
+    _check_maker_checker(determination, principal)
+    try:
+        status = workflow.after_approval(determination.status, determination.outcome)
+    except workflow.StepRefused as exc:
+        raise StepNotAllowed(str(exc), current_status=determination.status) from None
+    determination.decided_by = principal.subject
+    determination.updated_at = utcnow()
+    if status == "denied":
+        await _deny(uow, determination, clock, [])
+        return determination
+    today = clock.today()
+    determination.status = "notice"
+    determination.traceparent = trace().traceparent
+    determination.notice_ends_on = workflow.notice_ends_on(determination.region, today)
+    await uow.outbox.add(
+        DeterminationNoticed(**common_fields(determination), notice_ends_on=determination.notice_ends_on),
+        key=determination.case_id,
+    )
+    return determination
+
+
+async def reject(
+    uow: UnitOfWork, determination_id: str, principal: Principal, clock: Clock, reason: str
+) -> Determination:
+    """The officer does not confirm a proposed grant: it is denied, with the officer's reason added."""
+    determination = await _locked(uow, determination_id, principal)
+    _check_maker_checker(determination, principal)
+    try:
+        workflow.after_rejection(determination.status, determination.outcome)
+    except workflow.StepRefused as exc:
+        raise StepNotAllowed(str(exc), current_status=determination.status) from None
+    determination.decided_by = principal.subject
+    determination.updated_at = utcnow()
+    officer = Reason(code="not_confirmed_by_officer", text=reason, source=workflow.REFUSAL_SOURCE)
+    await _deny(uow, determination, clock, [officer])
+    return determination
+
+
+async def object_to(
+    uow: UnitOfWork, determination_id: str, principal: Principal, clock: Clock, text: str
+) -> Determination:
+    """An objection during public notice sends the determination back to review."""
+    determination = await _locked(uow, determination_id, principal)
+    try:
+        determination.status = workflow.after_objection(determination.status)
+    except workflow.StepRefused as exc:
+        raise StepNotAllowed(str(exc), current_status=determination.status) from None
+    entry = {"at": clock.now().isoformat(), "by": principal.subject, "text": text}
+    determination.objections = [*determination.objections, entry]
+    determination.notice_ends_on = None
+    determination.updated_at = utcnow()
+    await uow.outbox.add(
+        DeterminationObjected(**common_fields(determination), objections=len(determination.objections)),
+        key=determination.case_id,
+    )
+    return determination
+
+
+async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) -> int:
+    """Approve every determination whose public notice has ended without an objection. Returns how many."""
+    today = clock.today()
+    rows = (
+        (
+            await uow.session.execute(
+                select(Determination)
+                .where(Determination.status == "notice", Determination.notice_ends_on < today)
+                .order_by(Determination.notice_ends_on)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for determination in rows:
+        if not workflow.notice_is_over(determination.status, determination.notice_ends_on, today):
+            continue
+        determination.status = "approved"
+        determination.decided_on = today  # payment runs from the month after this confirmation (S5 第二十一条)
+        determination.updated_at = utcnow()
+        context = TraceContext(determination.traceparent or new_traceparent(), str(uuid.uuid4()))
+        token = current_trace.set(context)  # the case's trace goes on from the officer's approval
+        try:
+            await uow.outbox.add(approved_event(determination), key=determination.case_id)
+        finally:
+            current_trace.reset(token)
+    return len(rows)
+
+
+async def close_notices(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Worker loop: confirm determinations whose notice has ended, every `notice_check_seconds`."""
+    every = float(getattr(runtime.settings, "notice_check_seconds", 30.0))
+    while not stop.is_set():
+        try:
+            async with runtime.uow() as uow:
+                closed = await close_notices_once(uow, runtime.clock)
+                await uow.commit()  # wakes the relay
+            if closed:
+                log.info("notices_closed", count=closed)
+        except Exception as exc:  # the database away for a moment: the notices wait, none is lost
+            log.warning("notice_closing_failed", error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

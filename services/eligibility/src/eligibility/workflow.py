@@ -1,0 +1,80 @@
+"""The procedure a determination follows (最低生活保障审核确认办法, S5; 上海市社会救助条例, S1):
+
+    proposed ──officer approves a grant──▶ notice ──7 days, no objection──▶ approved
+        │                                    │
+        │                                    └──objection──▶ review ──officer approves──▶ notice (again)
+        ├──officer approves a refusal, or rejects a grant──▶ denied (written notice due in 3 working days)
+    review ──officer rejects──▶ denied
+
+An emergency's "aid first" amount skips the procedure: approved at once, verification follows (S8, S9 §15).
+Whoever filed the case may not approve or reject its determinations (maker-checker).
+Pure functions of the determination's state, the parameters in force and the working-day calendar.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from eligibility.params import ParameterError, catalogue
+from shared.workdays import calendar
+
+PROCEDURE_SOURCE = "最低生活保障审核确认办法 第十九条至第二十二条"
+REFUSAL_SOURCE = "最低生活保障审核确认办法 第二十一条: 不予确认同意……书面告知申请人并说明理由"
+OPEN = frozenset({"proposed", "review"})  # waiting for an officer
+FINAL = frozenset({"approved", "denied"})
+
+
+class StepRefused(Exception):
+    """This step is not open to the determination in its present state."""
+
+
+def _figure(region: str, on: date, name: str, default: int) -> int:
+    try:
+        resolved = catalogue().resolve(region, on).get(f"case_management.{name}")
+    except ParameterError:
+        return default
+    return int(resolved.value) if resolved is not None else default
+
+
+def decision_due(region: str, accepted_on: date) -> date:
+    """The whole procedure is due within 30 working days of acceptance (S5 第二十二条)."""
+    return calendar().add_working_days(accepted_on, _figure(region, accepted_on, "decision_working_days", 30))
+
+
+def notice_ends_on(region: str, starts_on: date) -> date:
+    """Public notice runs this many calendar days after the day it starts (S5 第十九条: 7 days)."""
+    return starts_on + timedelta(days=_figure(region, starts_on, "public_notice_days", 7))
+
+
+def refusal_notice_due(region: str, decided_on: date) -> date:
+    return calendar().add_working_days(decided_on, _figure(region, decided_on, "refusal_notice_working_days", 3))
+
+
+def after_approval(status: str, outcome: str) -> str:
+    """Where an officer's approval takes the determination: a grant to public notice, a refusal to denied."""
+    if status not in OPEN:
+        raise StepRefused(f"a determination that is {status} cannot be approved; only proposed or in review")
+    return "notice" if outcome == "grant" else "denied"
+
+
+def after_rejection(status: str, outcome: str) -> str:
+    if status not in OPEN:
+        raise StepRefused(f"a determination that is {status} cannot be rejected; only proposed or in review")
+    if outcome != "grant":
+        raise StepRefused("a proposed refusal is confirmed with approve; there is no grant to reject")
+    return "denied"
+
+
+def after_objection(status: str) -> str:
+    if status != "notice":
+        raise StepRefused(f"objections are heard during public notice; this determination is {status}")
+    return "review"
+
+
+def notice_is_over(status: str, ends_on: date | None, today: date) -> bool:
+    return status == "notice" and ends_on is not None and today > ends_on
+
+
+def may_decide(filed_by: str, officer: str) -> bool:
+    """Maker-checker: the person who filed the case does not decide it."""
+    return not filed_by or filed_by != officer
