@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "shared" / "src", *sorted((ROOT / "services").glob("*/src"))]
 
@@ -32,3 +34,18 @@ def test_the_wheel_holds_every_source_and_data_file(tmp_path: Path) -> None:
         if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path)
     }
     assert expected - packaged == set()
+
+
+def test_no_source_or_data_file_is_hidden_from_git_by_an_ignore_rule() -> None:
+    """A file the services read but git ignores works here and is missing from every fresh clone."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (a source archive): nothing to compare with")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "shared", "services"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    hidden = [p for p in ignored if "__pycache__" not in p and ".egg-info" not in p]
+    assert hidden == []
