@@ -304,6 +304,26 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         assert all("id_number" not in need and "name" not in need for need in needs)
 
 
+def test_a_household_that_withdraws_is_paid_nothing_more(stack: Stack) -> None:
+    """Approved, its first payment held (no account yet); the household withdraws: eligibility stops the
+    allowance, disbursement cancels what never reached the bank, and the case shows both."""
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=application(payee_account=None)).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake", role="advisor") as client:
+        withdrawn = client.post(f"/v1/cases/{case_id}/withdrawal", json={"reason": "moved away"})
+        assert withdrawn.status_code == 200, withdrawn.text
+        case = follow(
+            client,
+            case_id,
+            lambda c: (
+                [d["status"] for d in c["determinations"]] == ["stopped"]
+                and [p["status"] for p in c["payments"]] == ["cancelled"]
+            ),
+        )
+    assert case["status"] == "withdrawn"
+
+
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]

@@ -195,3 +195,61 @@ class TestOfficer:
             assert body["reasons"][-1]["code"] == "not_confirmed_by_officer"
             assert body["reasons"][-1]["text"] == "入户调查发现有未申报收入"
             assert "第二十一条" in body["reasons"][-1]["source"]
+
+
+class TestWithdrawal:
+    async def test_open_determinations_are_withdrawn_and_approved_monthly_aid_stops(
+        self, services: ServiceFactory, tmp_path: Path
+    ) -> None:
+        from shared.contracts.intake import ApplicationWithdrawn
+
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            found = await assessed(client, submitted(case_id, emergency=True))
+            allowance = found["subsistence_allowance"]
+            await client.post(
+                f"/v1/determinations/{allowance.determination_id}/approve", headers=as_(services, "officer")
+            )
+            clock = Clock(tmp_path / "offset")
+            clock.advance(timedelta(days=8))
+            async with client.runtime.uow() as uow:
+                await decisions.close_notices_once(uow, clock)
+                await uow.commit()
+            withdrawn_on = date(2027, 3, 9)
+            async with client.runtime.uow() as uow:
+                event = ApplicationWithdrawn(case_id=case_id, region="310115", withdrawn_on=withdrawn_on)
+                await decisions.withdraw_case(uow, event)
+                await uow.commit()
+            async with client.runtime.sessionmaker() as session:
+                rows = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalars()
+                after = {d.programme: d for d in rows}
+            assert after["subsistence_allowance"].status == "stopped"
+            assert after["subsistence_allowance"].reasons[-1]["code"] == "withdrawn_by_applicant"
+            assert after["temporary_aid"].status == "approved"  # the aid first already paid stands
+            assert (await events_of(client, case_id))[-1] == "eligibility.determination.stopped"
+            async with client.runtime.engine.connect() as conn:
+                payload = (
+                    await conn.execute(
+                        select(messaging.outbox.c.payload)
+                        .where(messaging.outbox.c.kafka_key == case_id)
+                        .order_by(messaging.outbox.c.seq.desc())
+                        .limit(1)
+                    )
+                ).scalar_one()
+            assert payload["last_period"] == "2027-03"
+
+    async def test_a_proposal_withdrawn_cannot_be_approved(self, services: ServiceFactory) -> None:
+        from shared.contracts.intake import ApplicationWithdrawn
+
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            allowance = (await assessed(client, submitted(case_id)))["subsistence_allowance"]
+            async with client.runtime.uow() as uow:
+                event = ApplicationWithdrawn(case_id=case_id, region="310115", withdrawn_on=date(2026, 11, 24))
+                await decisions.withdraw_case(uow, event)
+                await uow.commit()
+            late = await client.post(
+                f"/v1/determinations/{allowance.determination_id}/approve", headers=as_(services, "officer")
+            )
+            assert late.status_code == 409
+            assert (await events_of(client, case_id))[-1] == "eligibility.determination.withdrawn"

@@ -8,8 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from intake import service
+from intake.models import messaging
 from shared.contracts import eligibility
 from shared.contracts.eligibility import Reason
 from tests.conftest import ServiceFactory, api_client, token
@@ -146,3 +148,33 @@ async def test_the_worklist_finds_cases_past_their_decision_deadline(services: S
         assert case["status"] == "proposed"
         assert case["determinations"][0]["overdue"] is True
         assert case["determinations"][0]["decision_due"] == "2021-09-24"
+
+
+class TestWithdrawal:
+    async def test_a_withdrawn_case_frees_its_members_and_stays_withdrawn(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            first = application()
+            case_id = (await client.post("/v1/applications", json=first)).json()["case_id"]
+            response = await client.post(f"/v1/cases/{case_id}/withdrawal", json={"reason": "找到工作了"})
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "withdrawn"
+            again = await client.post(f"/v1/cases/{case_id}/withdrawal", json={"reason": "again"})
+            assert again.status_code == 409
+            reapplied = await client.post("/v1/applications", json=with_member_of(application(), first))
+            assert reapplied.status_code == 201
+            await deny(client.runtime, case_id)  # a late decision does not reopen it
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            assert case["status"] == "withdrawn"
+            timeline = (await client.get(f"/v1/cases/{case_id}/timeline")).json()["events"]
+            assert timeline[-2]["type"] == "intake.application.withdrawn"
+            outbox = messaging.outbox
+            async with client.runtime.engine.connect() as conn:
+                types = (await conn.execute(select(outbox.c.event_type).where(outbox.c.kafka_key == case_id))).scalars()
+                assert "intake.application.withdrawn" in list(types)
+
+    async def test_a_case_outside_the_region_cannot_be_withdrawn(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id = (await client.post("/v1/applications", json=application())).json()["case_id"]
+            other = {"Authorization": f"Bearer {token(services.data_dir, 'advisor', '310112')}"}
+            response = await client.post(f"/v1/cases/{case_id}/withdrawal", json={"reason": "x"}, headers=other)
+            assert response.status_code == 404

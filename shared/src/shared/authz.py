@@ -25,6 +25,7 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("intake", "GET", "/v1/cases"): CASEWORK,
     ("intake", "GET", "/v1/cases/{case_id}"): CASEWORK,
     ("intake", "GET", "/v1/cases/{case_id}/timeline"): CASEWORK,
+    ("intake", "POST", "/v1/cases/{case_id}/withdrawal"): frozenset({"advisor", "window", "admin"}),
     # eligibility: what-if evaluations for casework; the parameters in force are public information.
     ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
     ("eligibility", "GET", "/v1/parameters"): EVERYONE,

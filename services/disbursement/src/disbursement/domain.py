@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import date
 
-FINAL = frozenset({"settled", "failed", "returned"})
-# A settled payment may later come back (returned); nothing else leaves a final state.
+FINAL = frozenset({"settled", "failed", "returned", "cancelled"})
+# A settled payment may later come back (returned); nothing else leaves a final state. Only an instruction
+# that never reached the bank can be cancelled.
 TRANSITIONS = {
-    "pending": {"submitted", "settled", "failed"},
+    "pending": {"submitted", "settled", "failed", "cancelled"},
     "submitted": {"settled", "failed"},
     "settled": {"returned"},
     "failed": set(),
     "returned": set(),
+    "cancelled": set(),
 }
+# Entitlements that pay monthly: active, or stopped with a last period (paid up to and including it).
+PAYING = frozenset({"active", "stopped"})
 
 
 def first_period(decided_on: date) -> str:

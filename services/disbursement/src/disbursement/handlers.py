@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from disbursement import service
-from shared.contracts.eligibility import DeterminationApproved
+from shared.contracts.eligibility import DeterminationApproved, DeterminationStopped
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -15,5 +15,12 @@ async def on_determination_approved(uow: UnitOfWork, event: DeterminationApprove
     await service.open_entitlement(uow, event)
 
 
+async def on_determination_stopped(uow: UnitOfWork, event: DeterminationStopped, envelope: Envelope) -> None:
+    await service.stop_entitlement(uow, event)
+
+
 def build_handlers(_settings: Any) -> dict[str, Handler]:
-    return {"eligibility.determination.approved": on_determination_approved}
+    return {
+        "eligibility.determination.approved": on_determination_approved,
+        "eligibility.determination.stopped": on_determination_stopped,
+    }

@@ -31,6 +31,8 @@ class Entitlement(Base):
     kind: Mapped[str] = mapped_column(String(20))  # monthly | one_off
     amount: Mapped[Decimal] = mapped_column(Money())
     first_period: Mapped[str] = mapped_column(String(7))
+    # The last month paid once the determination stopped (None: open-ended).
+    last_period: Mapped[str | None] = mapped_column(String(7))
     payee_account: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

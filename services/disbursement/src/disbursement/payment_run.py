@@ -35,9 +35,7 @@ async def run_payments(uow: UnitOfWork, period: str, principal: Principal, chunk
                 await uow.session.execute(
                     select(Entitlement)
                     .where(
-                        Entitlement.status == "active",
-                        Entitlement.kind == "monthly",
-                        Entitlement.first_period <= period,
+                        repository.due_in(period),
                         Entitlement.entitlement_id > after,
                         scope,
                     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from disbursement import repository
 from disbursement.bank import BankClient
 from disbursement.models import Entitlement, LedgerEntry, LedgerTransaction, Payment, PaymentRun, Reconciliation
 from shared.contracts.disbursement import MismatchFlagged
@@ -110,9 +111,7 @@ async def _due_unpaid(uow: UnitOfWork, day: date) -> list[dict[str, Any]]:
     rows = (
         await uow.session.execute(
             select(Entitlement.entitlement_id, Entitlement.case_id).where(
-                Entitlement.status == "active",
-                Entitlement.kind == "monthly",
-                Entitlement.first_period <= period,
+                repository.due_in(period),
                 Entitlement.entitlement_id.not_in(paid),
             )
         )

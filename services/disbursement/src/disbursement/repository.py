@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from disbursement.domain import PAYING
 from disbursement.models import Entitlement, Payment
 from shared.db.base import utcnow
 
@@ -54,3 +56,13 @@ async def add_missing_payments(
         payments = (await session.execute(select(Payment).where(Payment.payment_id.in_(inserted)))).scalars()
         created = [(p, by_id[p.entitlement_id]) for p in payments if p.status == "pending"]
     return created
+
+
+def due_in(period: str) -> Any:
+    """The entitlements a monthly payment is due on for `period`: paying, started, and not stopped before."""
+    return and_(
+        Entitlement.status.in_(PAYING),
+        Entitlement.kind == "monthly",
+        Entitlement.first_period <= period,
+        or_(Entitlement.last_period.is_(None), Entitlement.last_period >= period),
+    )

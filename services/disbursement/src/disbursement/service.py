@@ -13,8 +13,14 @@ from disbursement import domain, ledger
 from disbursement.models import Entitlement, Payment
 from shared.auth import Principal
 from shared.authz import region_clause
-from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
-from shared.contracts.eligibility import DeterminationApproved
+from shared.contracts.disbursement import (
+    PaymentCancelled,
+    PaymentFailed,
+    PaymentInstructed,
+    PaymentReturned,
+    PaymentSettled,
+)
+from shared.contracts.eligibility import DeterminationApproved, DeterminationStopped
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
@@ -89,6 +95,52 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
             ),
             key=payment.case_id,
         )
+
+
+async def stop_entitlement(uow: UnitOfWork, stopped: DeterminationStopped) -> None:
+    """A stopped determination ends its entitlement after `last_period`: later instructions that never
+    reached the bank are cancelled; what the bank already has stands (a return, if any, comes back by the
+    bank's word)."""
+    entitlement = (
+        await uow.session.execute(
+            select(Entitlement).where(Entitlement.determination_id == stopped.determination_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if entitlement is None:  # nothing was ever payable (an approval with nothing to pay)
+        return
+    entitlement.status = "stopped"
+    entitlement.last_period = stopped.last_period
+    later = (
+        (
+            await uow.session.execute(
+                select(Payment).where(
+                    Payment.entitlement_id == entitlement.entitlement_id,
+                    Payment.period > stopped.last_period,
+                    Payment.status.in_(("pending", "held")),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    now = utcnow()
+    for payment in later:
+        payment.status = "cancelled"
+        payment.last_error = f"entitlement stopped after {stopped.last_period}"
+        payment.updated_at = now
+        await uow.outbox.add(
+            PaymentCancelled(
+                case_id=payment.case_id,
+                payment_id=payment.payment_id,
+                determination_id=entitlement.determination_id,
+                programme=entitlement.programme,
+                period=payment.period,
+                amount=payment.amount,
+                reason=payment.last_error,
+            ),
+            key=payment.case_id,
+        )
+    log.info("entitlement_stopped", entitlement_id=entitlement.entitlement_id, cancelled=len(later))
 
 
 async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attempts: int = 8) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -19,7 +19,15 @@ from eligibility.service import DeterminationNotFound, approved_event, common_fi
 from shared.auth import Principal
 from shared.authz import Forbidden, region_clause
 from shared.clock import Clock
-from shared.contracts.eligibility import DeterminationDenied, DeterminationNoticed, DeterminationObjected, Reason
+from shared.contracts.eligibility import (
+    DeterminationDenied,
+    DeterminationNoticed,
+    DeterminationObjected,
+    DeterminationStopped,
+    DeterminationWithdrawn,
+    Reason,
+)
+from shared.contracts.intake import ApplicationWithdrawn
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import Conflict
@@ -127,6 +135,35 @@ async def object_to(
         key=determination.case_id,
     )
     return determination
+
+
+async def withdraw_case(uow: UnitOfWork, withdrawn: ApplicationWithdrawn) -> None:
+    """The household withdrew: what is still open will not be decided; approved monthly aid stops after the
+    month of withdrawal. One-off aid already approved (an emergency's aid first) and refusals stand."""
+    rows = (
+        (
+            await uow.session.execute(
+                select(Determination).where(Determination.case_id == withdrawn.case_id).with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    last_period = f"{withdrawn.withdrawn_on.year:04d}-{withdrawn.withdrawn_on.month:02d}"
+    reason = Reason(code="withdrawn_by_applicant", text="the household withdrew", source=workflow.WITHDRAWAL_SOURCE)
+    for determination in rows:
+        step = workflow.on_withdrawal(determination.status, determination.payment_kind)
+        if step is None:
+            continue
+        determination.status = step
+        determination.decided_on = withdrawn.withdrawn_on
+        determination.reasons = [*determination.reasons, reason.model_dump()]
+        determination.updated_at = utcnow()
+        if step == "withdrawn":
+            event: Any = DeterminationWithdrawn(**common_fields(determination))
+        else:
+            event = DeterminationStopped(**common_fields(determination), last_period=last_period)
+        await uow.outbox.add(event, key=determination.case_id)
 
 
 async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eligibility import service
+from eligibility import decisions, service
 from shared.clock import Clock
-from shared.contracts.intake import ApplicationSubmitted
+from shared.contracts.intake import ApplicationSubmitted, ApplicationWithdrawn
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -18,4 +18,10 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
     async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
         await service.assess_application(uow, event, clock)
 
-    return {"intake.application.submitted": on_application_submitted}
+    async def on_application_withdrawn(uow: UnitOfWork, event: ApplicationWithdrawn, envelope: Envelope) -> None:
+        await decisions.withdraw_case(uow, event)
+
+    return {
+        "intake.application.submitted": on_application_submitted,
+        "intake.application.withdrawn": on_application_withdrawn,
+    }

@@ -3,6 +3,7 @@
     proposed ──officer approves a grant──▶ notice ──7 days, no objection──▶ approved
         │                                    │
         │                                    └──objection──▶ review ──officer approves──▶ notice (again)
+        │   (a withdrawal before the end: withdrawn; approved monthly aid: stopped after that month)
         ├──officer approves a refusal, or rejects a grant──▶ denied (written notice due in 3 working days)
     review ──officer rejects──▶ denied
 
@@ -20,6 +21,9 @@ from shared.workdays import calendar
 
 PROCEDURE_SOURCE = "最低生活保障审核确认办法 第十九条至第二十二条"
 REFUSAL_SOURCE = "最低生活保障审核确认办法 第二十一条: 不予确认同意……书面告知申请人并说明理由"
+# A household may leave at its own request (as 特困人员认定办法 lists 自愿申请退出); a stop is decided and
+# told with its reason (最低生活保障审核确认办法 第三十二条).
+WITHDRAWAL_SOURCE = "最低生活保障审核确认办法 第三十二条 (停发决定告知并说明理由); at the household's own request"
 OPEN = frozenset({"proposed", "review"})  # waiting for an officer
 FINAL = frozenset({"approved", "denied"})
 
@@ -69,6 +73,16 @@ def after_objection(status: str) -> str:
     if status != "notice":
         raise StepRefused(f"objections are heard during public notice; this determination is {status}")
     return "review"
+
+
+def on_withdrawal(status: str, payment_kind: str) -> str | None:
+    """What a withdrawal does to a determination: not yet final → withdrawn; approved monthly aid → stopped
+    (after the month of withdrawal); anything else stands (None)."""
+    if status in OPEN or status == "notice":
+        return "withdrawn"
+    if status == "approved" and payment_kind == "monthly":
+        return "stopped"
+    return None
 
 
 def notice_is_over(status: str, ends_on: date | None, today: date) -> bool:

@@ -81,17 +81,27 @@ def mask_id_number(id_number: str) -> str:
 CLOSED_STATUSES = frozenset({"denied", "withdrawn", "exited"})
 
 # Determination events come in order on one partition; the rank only keeps a final decision final.
-DETERMINATION_RANK = {"proposed": 0, "notice": 0, "review": 0, "approved": 1, "denied": 1}
+DETERMINATION_RANK = {
+    "proposed": 0,
+    "notice": 0,
+    "review": 0,
+    "approved": 1,
+    "denied": 1,
+    "withdrawn": 1,
+    "stopped": 2,
+}
 DETERMINATION_STATUS = {
     "eligibility.determination.proposed": "proposed",
     "eligibility.determination.noticed": "notice",
     "eligibility.determination.objected": "review",
     "eligibility.determination.approved": "approved",
     "eligibility.determination.denied": "denied",
+    "eligibility.determination.withdrawn": "withdrawn",
+    "eligibility.determination.stopped": "stopped",
 }
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})
-PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "returned": 2}
+PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "cancelled": 1, "returned": 2}
 
 
 def supersedes(ranks: dict[str, int], current: str | None, incoming: str) -> bool:
@@ -110,6 +120,11 @@ def case_status(verified: bool, determination_statuses: list[str]) -> str:
         if stage in determination_statuses:
             return stage
     return "verified" if verified else "submitted"
+
+
+def may_withdraw(status: str) -> bool:
+    """A household may withdraw an open case (before a decision, or to leave the assistance it receives)."""
+    return status not in CLOSED_STATUSES
 
 
 def is_overdue(status: str, decision_due: date | None, today: date) -> bool:

@@ -18,6 +18,7 @@ from intake.domain import (
     IN_PROCEDURE,
     PAYMENT_RANK,
     case_status,
+    may_withdraw,
     supersedes,
 )
 from intake.models import Case, CaseDetermination, CasePayment, CaseReferral, Member, OpenMembership, messaging
@@ -26,16 +27,24 @@ from shared import audit
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.base import Event
-from shared.contracts.disbursement import PaymentFailed, PaymentInstructed, PaymentReturned, PaymentSettled
+from shared.contracts.disbursement import (
+    PaymentCancelled,
+    PaymentFailed,
+    PaymentInstructed,
+    PaymentReturned,
+    PaymentSettled,
+)
 from shared.contracts.eligibility import (
     DeterminationApproved,
     DeterminationDenied,
     DeterminationNoticed,
     DeterminationObjected,
     DeterminationProposed,
+    DeterminationStopped,
+    DeterminationWithdrawn,
     VerificationCompleted,
 )
-from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
+from shared.contracts.intake import ApplicationSubmitted, ApplicationWithdrawn, HouseholdFacts
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
@@ -46,6 +55,7 @@ from shared.pii import PiiVault
 log = get_logger(__name__)
 SOURCE = "/doudi/intake"
 PAYMENT_STATUS = {
+    "disbursement.payment.cancelled": "cancelled",
     "disbursement.payment.instructed": "pending",
     "disbursement.payment.settled": "settled",
     "disbursement.payment.failed": "failed",
@@ -184,6 +194,8 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             | DeterminationObjected()
             | DeterminationApproved()
             | DeterminationDenied()
+            | DeterminationWithdrawn()
+            | DeterminationStopped()
         ):
             status = DETERMINATION_STATUS[event.event_type]
             row = await repository.get_determination(event.determination_id)
@@ -209,7 +221,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                     row.notice_ends_on = None
                 if isinstance(event, DeterminationDenied):
                     row.notice_due = event.notice_due
-        case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned():
+        case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned() | PaymentCancelled():
             status = PAYMENT_STATUS[event.event_type]
             payment = await repository.get_payment(event.payment_id)
             if payment is None:
@@ -227,7 +239,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                 payment.status = status
             if isinstance(event, PaymentSettled):
                 payment.bank_reference = event.bank_reference
-            elif isinstance(event, PaymentFailed | PaymentReturned):
+            elif isinstance(event, PaymentFailed | PaymentReturned | PaymentCancelled):
                 payment.reason = event.reason
         case NeedPublished():
             if await repository.get_referral(event.need_id) is None:
@@ -244,12 +256,46 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                 )
     await uow.session.flush()
     statuses = [d.status for d in await repository.list_determinations(case_id)]
-    before, case.status = case.status, case_status(case.verified_at is not None, statuses)
+    before = case.status
+    if before != "withdrawn":  # a withdrawal is the household's word: later events do not reopen the case
+        case.status = case_status(case.verified_at is not None, statuses)
     if case.status in CLOSED_STATUSES and before not in CLOSED_STATUSES:
         await repository.release_members(case_id)
     elif before in CLOSED_STATUSES and case.status not in CLOSED_STATUSES:
         await repository.reclaim_members(case_id)
     case.updated_at = utcnow()
+
+
+class CaseClosed(Conflict):
+    title = "Case closed"
+
+
+async def withdraw_case(
+    uow: UnitOfWork, case_id: str, principal: Principal, *, reason: str, client: str, today: date
+) -> Case:
+    """The household withdraws its application, or asks to leave the assistance it receives: the case
+    closes, its members may apply again, eligibility decides nothing still open and stops monthly aid after
+    this month."""
+    repository = CaseRepository(uow.session)
+    case = await _visible_case(uow, repository, case_id, principal, "withdraw", client)
+    if not may_withdraw(case.status):
+        raise CaseClosed(f"Case {case_id} is {case.status}; there is nothing to withdraw.", case_id=case_id)
+    case = await repository.get(case_id, for_update=True) or case
+    now = utcnow()
+    case.status = "withdrawn"
+    case.updated_at = now
+    await repository.release_members(case_id)
+    event = ApplicationWithdrawn(case_id=case_id, region=case.region, withdrawn_on=today)
+    event_id = await uow.outbox.add(event, key=case_id)
+    await repository.add_event(
+        case_id=case_id,
+        event_id=event_id,
+        event_type=event.event_type,
+        source=SOURCE,
+        occurred_at=now,
+        summary={"withdrawn_on": today.isoformat(), "by": principal.subject, "reason": reason[:200]},
+    )
+    return case
 
 
 def _summary(event: Event) -> dict[str, Any]:

@@ -38,6 +38,14 @@ class PaymentReturned(_Payment):
     reason: str
 
 
+class PaymentCancelled(_Payment):
+    """An instruction that never reached the bank is cancelled: its entitlement stopped before its period."""
+
+    event_type = "disbursement.payment.cancelled"
+
+    reason: str
+
+
 class MismatchFlagged(Event):
     """Nightly reconciliation found the ledger, the bank's statement and the entitlements disagreeing."""
 

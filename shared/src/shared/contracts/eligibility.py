@@ -83,3 +83,17 @@ class DeterminationDenied(_Determination):
 
     # Written notice of the refusal, with reasons, is due by this date (3 working days; S5 第二十一条).
     notice_due: date | None = None
+
+
+class DeterminationWithdrawn(_Determination):
+    """The applicant withdrew before the determination was final: it will not be decided."""
+
+    event_type = "eligibility.determination.withdrawn"
+
+
+class DeterminationStopped(_Determination):
+    """An approved monthly determination ends: nothing is paid for periods after `last_period` (YYYY-MM)."""
+
+    event_type = "eligibility.determination.stopped"
+
+    last_period: str

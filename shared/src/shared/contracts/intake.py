@@ -118,3 +118,14 @@ class ApplicationSubmitted(Event):
     payee_account: str | None = None
     # Who filed it (the token's subject): they may not approve its determinations (maker-checker).
     filed_by: str = ""
+
+
+class ApplicationWithdrawn(Event):
+    """The household withdrew its application, or asked to leave assistance: what is still open is not
+    decided, and monthly aid stops after the month of withdrawal."""
+
+    event_type = "intake.application.withdrawn"
+
+    case_id: str
+    region: str
+    withdrawn_on: date

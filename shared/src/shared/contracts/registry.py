@@ -9,16 +9,20 @@ EVENT_TYPES: dict[str, type[Event]] = {
     model.event_type: model
     for model in (
         intake.ApplicationSubmitted,
+        intake.ApplicationWithdrawn,
         eligibility.VerificationCompleted,
         eligibility.DeterminationProposed,
         eligibility.DeterminationNoticed,
         eligibility.DeterminationObjected,
         eligibility.DeterminationApproved,
         eligibility.DeterminationDenied,
+        eligibility.DeterminationWithdrawn,
+        eligibility.DeterminationStopped,
         disbursement.PaymentInstructed,
         disbursement.PaymentSettled,
         disbursement.PaymentFailed,
         disbursement.PaymentReturned,
+        disbursement.PaymentCancelled,
         disbursement.MismatchFlagged,
         referral.NeedPublished,
     )

@@ -18,6 +18,7 @@ from intake.api.schemas import (
     ReferralRead,
     TimelineEntry,
     TimelineRead,
+    Withdrawal,
 )
 from intake.domain import FULL_ID_ROLES, is_overdue, mask_id_number
 from intake.models import messaging
@@ -159,6 +160,23 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
         payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
         referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
     )
+
+
+@router.post("/cases/{case_id}/withdrawal", response_model=CaseSummary)
+async def withdraw(
+    case_id: str, body: Withdrawal, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> CaseSummary:
+    """The household withdraws its application, or asks to leave the assistance it receives (recorded at
+    the window or by its advisor): what is still open is not decided, monthly aid stops after this month,
+    and its members may apply again. A closed case answers 409."""
+    async with runtime.uow() as uow:
+        case = await service.withdraw_case(
+            uow, case_id, principal, reason=body.reason, client=client_of(request), today=runtime.clock.today()
+        )
+        summary = CaseSummary.model_validate(case, from_attributes=True)
+        await uow.commit()
+    log.info("case_withdrawn", case_id=case_id)
+    return summary
 
 
 @router.get("/cases/{case_id}/timeline", response_model=TimelineRead)

@@ -173,3 +173,9 @@ class CasePage(BaseModel):
     items: list[CaseSummary]
     # Pass as `cursor` for the next page; null on the last page.
     next_cursor: str | None
+
+
+class Withdrawal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="In the household's words, as recorded")
