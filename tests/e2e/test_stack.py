@@ -324,6 +324,42 @@ def test_a_household_that_withdraws_is_paid_nothing_more(stack: Stack) -> None:
     assert case["status"] == "withdrawn"
 
 
+def test_a_review_that_finds_the_household_over_the_line_stops_its_payments(stack: Stack) -> None:
+    """Approved and paid; a review finds a wage of 9,000 a month: the allowance stops after this month and the
+    next month's payment run pays the household nothing."""
+    body = application()
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=body).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake", role="advisor") as client:
+        paid = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
+        assert paid["determinations"][0]["review_due"]
+        members = [{k: v for k, v in m.items() if k not in ("name", "id_number")} for m in body["household"]["members"]]
+        members[0]["incomes"] = [{"kind": "wage", "monthly": "9000.00"}]
+        review = client.post(
+            f"/v1/cases/{case_id}/reviews", json={"kind": "change_reported", "household": {"members": members}}
+        )
+        assert review.status_code == 200, review.text
+        stopped = follow(client, case_id, lambda c: c["determinations"][0]["status"] == "stopped")
+    reasons = [r["code"] for r in stopped["determinations"][0]["reasons"]]
+    assert reasons[-1] == "no_longer_eligible"
+    year, month = map(int, paid["payments"][0]["period"].split("-"))
+    later = f"{year + month // 12}-{month % 12 + 1:02d}"
+    run = subprocess.run(
+        [str(DOUDI), "pay-run", "--month", later, "--wait", "5"],
+        env=stack.env,
+        cwd=stack.data_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    with stack.client("intake") as client:
+        time.sleep(1.0)
+        case = client.get(f"/v1/cases/{case_id}").json()
+    assert [p["period"] for p in case["payments"]] == [paid["payments"][0]["period"]]
+
+
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]

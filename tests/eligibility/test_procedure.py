@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from eligibility import decisions, service
+from eligibility import decisions, lifecycle, service
 from eligibility.models import Determination, messaging
 from shared.clock import Clock
 from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
@@ -218,7 +218,7 @@ class TestWithdrawal:
             withdrawn_on = date(2027, 3, 9)
             async with client.runtime.uow() as uow:
                 event = ApplicationWithdrawn(case_id=case_id, region="310115", withdrawn_on=withdrawn_on)
-                await decisions.withdraw_case(uow, event)
+                await lifecycle.withdraw_case(uow, event)
                 await uow.commit()
             async with client.runtime.sessionmaker() as session:
                 rows = (await session.execute(select(Determination).where(Determination.case_id == case_id))).scalars()
@@ -246,10 +246,90 @@ class TestWithdrawal:
             allowance = (await assessed(client, submitted(case_id)))["subsistence_allowance"]
             async with client.runtime.uow() as uow:
                 event = ApplicationWithdrawn(case_id=case_id, region="310115", withdrawn_on=date(2026, 11, 24))
-                await decisions.withdraw_case(uow, event)
+                await lifecycle.withdraw_case(uow, event)
                 await uow.commit()
             late = await client.post(
                 f"/v1/determinations/{allowance.determination_id}/approve", headers=as_(services, "officer")
             )
             assert late.status_code == 409
             assert (await events_of(client, case_id))[-1] == "eligibility.determination.withdrawn"
+
+
+async def approved_allowance(client: Any, services: ServiceFactory, tmp_path: Path, case_id: str, wage: str) -> Any:
+    allowance = (await assessed(client, submitted(case_id, wage=wage)))["subsistence_allowance"]
+    await client.post(f"/v1/determinations/{allowance.determination_id}/approve", headers=as_(services, "officer"))
+    clock = Clock(tmp_path / "offset")
+    clock.advance(timedelta(days=8))
+    async with client.runtime.uow() as uow:
+        await decisions.close_notices_once(uow, clock)
+        await uow.commit()
+    async with client.runtime.sessionmaker() as session:
+        return await session.get(Determination, allowance.determination_id)
+
+
+def reviewed(case_id: str, wage: str, on: date, kind: str = "business") -> Any:
+    from shared.contracts.intake import ApplicationReviewed
+
+    facts = household_facts()
+    facts["members"][0]["incomes"] = [{"kind": kind, "monthly": wage}]
+    return ApplicationReviewed(
+        case_id=case_id, region="310115", household=HouseholdFacts.model_validate(facts), reviewed_on=on
+    )
+
+
+class TestReview:
+    async def test_approval_sets_the_next_review_a_year_on(self, services: ServiceFactory, tmp_path: Path) -> None:
+        async with api_client(services, "eligibility") as client:
+            allowance = await approved_allowance(client, services, tmp_path, str(uuid.uuid4()), "500.00")
+            approved_on = allowance.decided_on
+            assert allowance.review_due == approved_on.replace(year=approved_on.year + 1)  # S5 第三十一条
+
+    async def test_a_review_that_finds_income_over_the_standard_stops_the_aid(
+        self, services: ServiceFactory, tmp_path: Path
+    ) -> None:
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            await approved_allowance(client, services, tmp_path, case_id, "500.00")
+            async with client.runtime.uow() as uow:
+                await lifecycle.review_case(uow, reviewed(case_id, "9000.00", date(2026, 11, 24), kind="wage"))
+                await uow.commit()
+            async with client.runtime.sessionmaker() as session:
+                row = (
+                    await session.execute(
+                        select(Determination).where(
+                            Determination.case_id == case_id, Determination.programme == "subsistence_allowance"
+                        )
+                    )
+                ).scalar_one()
+            assert (row.status, row.review_due) == ("stopped", None)
+            codes = [r["code"] for r in row.reasons]
+            assert "income_not_below_standard" in codes
+            assert codes[-1] == "no_longer_eligible"
+            assert "第四十五条" in row.reasons[-1]["source"]
+            assert (await events_of(client, case_id))[-1] == "eligibility.determination.stopped"
+
+    async def test_a_review_still_eligible_goes_on_and_unstable_income_is_reviewed_in_six_months(
+        self, services: ServiceFactory, tmp_path: Path
+    ) -> None:
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            before = await approved_allowance(client, services, tmp_path, case_id, "500.00")
+            on = date(2026, 11, 24)
+            async with client.runtime.uow() as uow:  # the same 500 a month, now from a small business
+                await lifecycle.review_case(uow, reviewed(case_id, "600.00", on))
+                await uow.commit()
+            async with client.runtime.sessionmaker() as session:
+                row = await session.get(Determination, before.determination_id)
+            assert row.status == "approved"
+            assert row.review_due == date(2027, 5, 24)  # six months: business income, working age
+            async with client.runtime.engine.connect() as conn:
+                payload = (
+                    await conn.execute(
+                        select(messaging.outbox.c.payload)
+                        .where(messaging.outbox.c.kafka_key == case_id)
+                        .order_by(messaging.outbox.c.seq.desc())
+                        .limit(1)
+                    )
+                ).scalar_one()
+            assert payload["finding"] == "amount_differs"
+            assert payload["proposed_monthly_amount"] != payload["monthly_amount"]

@@ -178,3 +178,49 @@ class TestWithdrawal:
             other = {"Authorization": f"Bearer {token(services.data_dir, 'advisor', '310112')}"}
             response = await client.post(f"/v1/cases/{case_id}/withdrawal", json={"reason": "x"}, headers=other)
             assert response.status_code == 404
+
+
+class TestReviews:
+    async def test_an_approved_case_is_reviewed_and_found_on_the_review_worklist(
+        self, services: ServiceFactory
+    ) -> None:
+        from datetime import date
+
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            body = application()
+            case_id = (await client.post("/v1/applications", json=body)).json()["case_id"]
+            facts = {
+                "members": [
+                    {k: v for k, v in m.items() if k not in ("name", "id_number")} for m in body["household"]["members"]
+                ]
+            }
+            early = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": facts})
+            assert early.status_code == 409  # not receiving aid yet
+            grant = eligibility.DeterminationApproved(
+                case_id=case_id,
+                determination_id=str(uuid.uuid4()),
+                programme="subsistence_allowance",
+                region="310115",
+                decided_on=TODAY,
+                monthly_amount=Decimal("830.00"),
+                review_due=date(2021, 1, 1),
+            )
+            async with client.runtime.uow() as uow:
+                await service.record_event(
+                    uow, grant, event_id=str(uuid.uuid4()), source="/t", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+            due = (await client.get("/v1/cases", params={"review_due": "true", "limit": 200})).json()["items"]
+            assert case_id in [item["case_id"] for item in due]
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            assert case["determinations"][0]["review_due"] == "2021-01-01"
+            done = await client.post(
+                f"/v1/cases/{case_id}/reviews", json={"kind": "change_reported", "household": facts}
+            )
+            assert done.status_code == 200, done.text
+            outbox = messaging.outbox
+            async with client.runtime.engine.connect() as conn:
+                types = list(
+                    (await conn.execute(select(outbox.c.event_type).where(outbox.c.kafka_key == case_id))).scalars()
+                )
+            assert types[-1] == "intake.application.reviewed"

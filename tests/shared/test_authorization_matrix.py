@@ -19,6 +19,7 @@ intake       GET  /v1/cases                                  Y      Y      Y    
 intake       GET  /v1/cases/{case_id}                        Y      Y      Y       .        .        Y
 intake       GET  /v1/cases/{case_id}/timeline               Y      Y      Y       .        .        Y
 intake       POST /v1/cases/{case_id}/withdrawal             Y      Y      .       .        .        Y
+intake       POST /v1/cases/{case_id}/reviews                Y      .      Y       .        .        .
 eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y
 eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y
 eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y

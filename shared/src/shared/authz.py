@@ -26,6 +26,8 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("intake", "GET", "/v1/cases/{case_id}"): CASEWORK,
     ("intake", "GET", "/v1/cases/{case_id}/timeline"): CASEWORK,
     ("intake", "POST", "/v1/cases/{case_id}/withdrawal"): frozenset({"advisor", "window", "admin"}),
+    # Reviews are the street office's: its advisors and officers.
+    ("intake", "POST", "/v1/cases/{case_id}/reviews"): frozenset({"advisor", "officer"}),
     # eligibility: what-if evaluations for casework; the parameters in force are public information.
     ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
     ("eligibility", "GET", "/v1/parameters"): EVERYONE,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from eligibility import workflow
-from eligibility.models import Determination
+from eligibility.models import Determination, Verification
 from eligibility.service import DeterminationNotFound, approved_event, common_fields
 from shared.auth import Principal
 from shared.authz import Forbidden, region_clause
@@ -23,11 +23,8 @@ from shared.contracts.eligibility import (
     DeterminationDenied,
     DeterminationNoticed,
     DeterminationObjected,
-    DeterminationStopped,
-    DeterminationWithdrawn,
     Reason,
 )
-from shared.contracts.intake import ApplicationWithdrawn
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import Conflict
@@ -137,33 +134,11 @@ async def object_to(
     return determination
 
 
-async def withdraw_case(uow: UnitOfWork, withdrawn: ApplicationWithdrawn) -> None:
-    """The household withdrew: what is still open will not be decided; approved monthly aid stops after the
-    month of withdrawal. One-off aid already approved (an emergency's aid first) and refusals stand."""
-    rows = (
-        (
-            await uow.session.execute(
-                select(Determination).where(Determination.case_id == withdrawn.case_id).with_for_update()
-            )
-        )
-        .scalars()
-        .all()
-    )
-    last_period = f"{withdrawn.withdrawn_on.year:04d}-{withdrawn.withdrawn_on.month:02d}"
-    reason = Reason(code="withdrawn_by_applicant", text="the household withdrew", source=workflow.WITHDRAWAL_SOURCE)
-    for determination in rows:
-        step = workflow.on_withdrawal(determination.status, determination.payment_kind)
-        if step is None:
-            continue
-        determination.status = step
-        determination.decided_on = withdrawn.withdrawn_on
-        determination.reasons = [*determination.reasons, reason.model_dump()]
-        determination.updated_at = utcnow()
-        if step == "withdrawn":
-            event: Any = DeterminationWithdrawn(**common_fields(determination))
-        else:
-            event = DeterminationStopped(**common_fields(determination), last_period=last_period)
-        await uow.outbox.add(event, key=determination.case_id)
+async def _household(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
+    found = (
+        await uow.session.execute(select(Verification.household).where(Verification.case_id == case_id))
+    ).scalar_one_or_none()
+    return found or {}
 
 
 async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) -> int:
@@ -188,6 +163,9 @@ async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) ->
         determination.status = "approved"
         determination.decided_on = today  # payment runs from the month after this confirmation (S5 第二十一条)
         determination.updated_at = utcnow()
+        if determination.payment_kind == "monthly":
+            household = await _household(uow, determination.case_id)
+            determination.review_due = workflow.review_due(determination.region, today, household)
         context = TraceContext(determination.traceparent or new_traceparent(), str(uuid.uuid4()))
         token = current_trace.set(context)  # the case's trace goes on from the officer's approval
         try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eligibility import decisions, service
+from eligibility import lifecycle, service
 from shared.clock import Clock
-from shared.contracts.intake import ApplicationSubmitted, ApplicationWithdrawn
+from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -19,9 +19,13 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
         await service.assess_application(uow, event, clock)
 
     async def on_application_withdrawn(uow: UnitOfWork, event: ApplicationWithdrawn, envelope: Envelope) -> None:
-        await decisions.withdraw_case(uow, event)
+        await lifecycle.withdraw_case(uow, event)
+
+    async def on_application_reviewed(uow: UnitOfWork, event: ApplicationReviewed, envelope: Envelope) -> None:
+        await lifecycle.review_case(uow, event)
 
     return {
         "intake.application.submitted": on_application_submitted,
+        "intake.application.reviewed": on_application_reviewed,
         "intake.application.withdrawn": on_application_withdrawn,
     }

@@ -57,6 +57,7 @@ class Determination(Base):
     decision_due: Mapped[date | None]
     notice_ends_on: Mapped[date | None] = mapped_column(index=True)
     notice_due: Mapped[date | None]
+    review_due: Mapped[date | None] = mapped_column(index=True)
     # What residents said during public notice: [{"at", "by", "text"}]. Never published in events.
     objections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -138,6 +138,7 @@ def approved_event(determination: Determination) -> DeterminationApproved:
         **common_fields(determination),
         payment_kind=determination.payment_kind,  # type: ignore[arg-type]
         payee_account=determination.payee_account,
+        review_due=determination.review_due,
     )
 
 

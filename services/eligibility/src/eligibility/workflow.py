@@ -15,6 +15,7 @@ Pure functions of the determination's state, the parameters in force and the wor
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from eligibility.params import ParameterError, catalogue
 from shared.workdays import calendar
@@ -52,6 +53,45 @@ def notice_ends_on(region: str, starts_on: date) -> date:
 
 def refusal_notice_due(region: str, decided_on: date) -> date:
     return calendar().add_working_days(decided_on, _figure(region, decided_on, "refusal_notice_working_days", 3))
+
+
+STOP_SOURCE = (
+    "上海市社会救助条例 第四十五条（二）: 不再符合相关社会救助条件的……停止救助; "
+    "最低生活保障审核确认办法 第三十二条 (停发决定告知并说明理由)"
+)
+UNSTABLE_INCOME_KINDS = frozenset({"business", "other"})
+
+
+def income_unstable(household: dict[str, Any], on: date) -> bool:
+    """Interpretation of S5 第三十一条 「收入来源不固定、家庭成员有劳动能力」: a member of working age (16 to
+    59) without a recorded disability lives on business or other irregular income."""
+    for member in household.get("members", []):
+        born = date.fromisoformat(str(member["birth_date"]))
+        age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+        irregular = any(i.get("kind") in UNSTABLE_INCOME_KINDS for i in member.get("incomes", []))
+        if 16 <= age < 60 and not member.get("disability") and irregular:
+            return True
+    return False
+
+
+def review_due(region: str, from_day: date, household: dict[str, Any]) -> date:
+    """The next review: a year on, or six months where income is unstable and members can work (S5 第三十一条)."""
+    if income_unstable(household, from_day):
+        months = _figure(region, from_day, "review_months_unstable_income", 6)
+    else:
+        months = _figure(region, from_day, "review_months", 12)
+    return add_months(from_day, months)
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    for last in (31, 30, 29, 28):  # the same day of the month, or the month's last day
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def after_approval(status: str, outcome: str) -> str:

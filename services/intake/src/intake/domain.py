@@ -98,6 +98,7 @@ DETERMINATION_STATUS = {
     "eligibility.determination.denied": "denied",
     "eligibility.determination.withdrawn": "withdrawn",
     "eligibility.determination.stopped": "stopped",
+    "eligibility.determination.reviewed": "approved",
 }
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})
@@ -120,6 +121,11 @@ def case_status(verified: bool, determination_statuses: list[str]) -> str:
         if stage in determination_statuses:
             return stage
     return "verified" if verified else "submitted"
+
+
+def may_review(status: str) -> bool:
+    """Reviews are of households receiving aid."""
+    return status == "approved"
 
 
 def may_withdraw(status: str) -> bool:

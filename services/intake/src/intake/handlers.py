@@ -23,6 +23,7 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "eligibility.determination.denied",
         "eligibility.determination.withdrawn",
         "eligibility.determination.stopped",
+        "eligibility.determination.reviewed",
         "disbursement.payment.instructed",
         "disbursement.payment.settled",
         "disbursement.payment.failed",

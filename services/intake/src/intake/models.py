@@ -94,6 +94,7 @@ class CaseDetermination(Base):
     decision_due: Mapped[date | None]
     notice_ends_on: Mapped[date | None]
     notice_due: Mapped[date | None]
+    review_due: Mapped[date | None]
 
 
 class CasePayment(Base):

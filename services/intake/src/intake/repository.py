@@ -70,6 +70,15 @@ class CaseRepository:
         )
 
     @staticmethod
+    def review_due(today: date) -> Any:
+        """Some approved aid of the case is due (or overdue) for its review."""
+        return exists().where(
+            CaseDetermination.case_id == Case.case_id,
+            CaseDetermination.status == "approved",
+            CaseDetermination.review_due <= today,
+        )
+
+    @staticmethod
     def has_programme(programme: str) -> Any:
         return exists().where(CaseDetermination.case_id == Case.case_id, CaseDetermination.programme == programme)
 

@@ -18,6 +18,7 @@ from intake.domain import (
     IN_PROCEDURE,
     PAYMENT_RANK,
     case_status,
+    may_review,
     may_withdraw,
     supersedes,
 )
@@ -40,11 +41,12 @@ from shared.contracts.eligibility import (
     DeterminationNoticed,
     DeterminationObjected,
     DeterminationProposed,
+    DeterminationReviewed,
     DeterminationStopped,
     DeterminationWithdrawn,
     VerificationCompleted,
 )
-from shared.contracts.intake import ApplicationSubmitted, ApplicationWithdrawn, HouseholdFacts
+from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn, HouseholdFacts
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
@@ -196,6 +198,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             | DeterminationDenied()
             | DeterminationWithdrawn()
             | DeterminationStopped()
+            | DeterminationReviewed()
         ):
             status = DETERMINATION_STATUS[event.event_type]
             row = await repository.get_determination(event.determination_id)
@@ -221,6 +224,10 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                     row.notice_ends_on = None
                 if isinstance(event, DeterminationDenied):
                     row.notice_due = event.notice_due
+                if isinstance(event, DeterminationApproved | DeterminationReviewed):
+                    row.review_due = event.review_due
+                elif isinstance(event, DeterminationStopped):
+                    row.review_due = None
         case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned() | PaymentCancelled():
             status = PAYMENT_STATUS[event.event_type]
             payment = await repository.get_payment(event.payment_id)
@@ -268,6 +275,42 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
 
 class CaseClosed(Conflict):
     title = "Case closed"
+
+
+class NotUnderAssistance(Conflict):
+    title = "Not receiving aid"
+
+
+async def review_case(
+    uow: UnitOfWork,
+    case_id: str,
+    principal: Principal,
+    *,
+    household: HouseholdFacts,
+    kind: str,
+    client: str,
+    today: date,
+) -> Case:
+    """Record a review of a household receiving aid (on schedule, or a reported change): its facts as found
+    now go to eligibility, which evaluates them again and stops or continues the aid."""
+    repository = CaseRepository(uow.session)
+    case = await _visible_case(uow, repository, case_id, principal, "review", client)
+    if not may_review(case.status):
+        raise NotUnderAssistance(f"Case {case_id} is {case.status}; only approved cases are reviewed.", case_id=case_id)
+    now = utcnow()
+    case.household = household.model_dump(mode="json")
+    case.updated_at = now
+    event = ApplicationReviewed(case_id=case_id, region=case.region, household=household, reviewed_on=today, kind=kind)
+    event_id = await uow.outbox.add(event, key=case_id)
+    await repository.add_event(
+        case_id=case_id,
+        event_id=event_id,
+        event_type=event.event_type,
+        source=SOURCE,
+        occurred_at=now,
+        summary={"reviewed_on": today.isoformat(), "kind": kind, "by": principal.subject},
+    )
+    return case
 
 
 async def withdraw_case(
@@ -390,6 +433,8 @@ async def list_cases(
         where.append(CaseRepository.has_programme(str(filters["programme"])))
     if filters.get("overdue"):
         where.append(CaseRepository.overdue(IN_PROCEDURE, today))
+    if filters.get("review_due"):
+        where.append(CaseRepository.review_due(today))
     after = decode_cursor(cursor) if cursor else None
     rows = await CaseRepository(uow.session).page(where, after, limit + 1)
     page, more = rows[:limit], len(rows) > limit

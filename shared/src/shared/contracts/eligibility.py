@@ -76,6 +76,8 @@ class DeterminationApproved(_Determination):
 
     payment_kind: Literal["monthly", "one_off", "none"] = "monthly"
     payee_account: str | None = None
+    # Monthly aid is reviewed by this date (yearly; every 6 months with unstable income; S5 第三十一条).
+    review_due: date | None = None
 
 
 class DeterminationDenied(_Determination):
@@ -97,3 +99,16 @@ class DeterminationStopped(_Determination):
     event_type = "eligibility.determination.stopped"
 
     last_period: str
+
+
+class DeterminationReviewed(_Determination):
+    """A review found the household still eligible: the aid goes on and the next review is due by
+    `review_due`. `finding` says whether the amount the rules give now differs from the one being paid
+    (`proposed_monthly_amount`); the difference is shown, not applied (a change of amount is not built yet)."""
+
+    event_type = "eligibility.determination.reviewed"
+
+    reviewed_on: date
+    review_due: date
+    finding: Literal["unchanged", "amount_differs"] = "unchanged"
+    proposed_monthly_amount: Money | None = None

@@ -129,3 +129,16 @@ class ApplicationWithdrawn(Event):
     case_id: str
     region: str
     withdrawn_on: date
+
+
+class ApplicationReviewed(Event):
+    """The street office reviewed an approved household (on schedule, or because a change was reported):
+    its facts as found now, for eligibility to evaluate again."""
+
+    event_type = "intake.application.reviewed"
+
+    case_id: str
+    region: str
+    household: HouseholdFacts
+    reviewed_on: date
+    kind: Literal["scheduled", "change_reported"] = "scheduled"

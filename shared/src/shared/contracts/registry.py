@@ -10,6 +10,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for model in (
         intake.ApplicationSubmitted,
         intake.ApplicationWithdrawn,
+        intake.ApplicationReviewed,
         eligibility.VerificationCompleted,
         eligibility.DeterminationProposed,
         eligibility.DeterminationNoticed,
@@ -18,6 +19,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         eligibility.DeterminationDenied,
         eligibility.DeterminationWithdrawn,
         eligibility.DeterminationStopped,
+        eligibility.DeterminationReviewed,
         disbursement.PaymentInstructed,
         disbursement.PaymentSettled,
         disbursement.PaymentFailed,

@@ -16,6 +16,7 @@ from intake.api.schemas import (
     MemberRead,
     PaymentRead,
     ReferralRead,
+    Review,
     TimelineEntry,
     TimelineRead,
     Withdrawal,
@@ -96,6 +97,7 @@ async def list_cases(
     programme: Annotated[Programme | None, Query()] = None,
     channel: Annotated[Channel | None, Query()] = None,
     overdue: Annotated[bool, Query(description="only cases past their decision deadline")] = False,
+    review_due: Annotated[bool, Query(description="only cases whose aid is due for review")] = False,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CasePage:
@@ -109,6 +111,7 @@ async def list_cases(
         "programme": programme,
         "channel": channel,
         "overdue": "yes" if overdue else None,
+        "review_due": "yes" if review_due else None,
     }
     async with runtime.uow() as uow:
         cases, next_cursor = await service.list_cases(
@@ -176,6 +179,28 @@ async def withdraw(
         summary = CaseSummary.model_validate(case, from_attributes=True)
         await uow.commit()
     log.info("case_withdrawn", case_id=case_id)
+    return summary
+
+
+@router.post("/cases/{case_id}/reviews", response_model=CaseSummary)
+async def review(
+    case_id: str, body: Review, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> CaseSummary:
+    """Record a review of a household receiving aid (yearly, half-yearly with unstable income, or when a
+    change is reported), with the household as found now: aid it no longer qualifies for stops after this
+    month; aid it still qualifies for goes on to the next review. Only approved cases (409 otherwise)."""
+    async with runtime.uow() as uow:
+        case = await service.review_case(
+            uow,
+            case_id,
+            principal,
+            household=body.household,
+            kind=body.kind,
+            client=client_of(request),
+            today=runtime.clock.today(),
+        )
+        summary = CaseSummary.model_validate(case, from_attributes=True)
+        await uow.commit()
     return summary
 
 

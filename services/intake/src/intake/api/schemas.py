@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from intake.domain import id_number_problem
 from shared.contracts.base import Money
-from shared.contracts.intake import Assets, Channel, Emergency, Expenditures, MemberFacts, Programme
+from shared.contracts.intake import Assets, Channel, Emergency, Expenditures, HouseholdFacts, MemberFacts, Programme
 
 
 class _Strict(BaseModel):
@@ -102,6 +102,8 @@ class DeterminationRead(BaseModel):
     notice_ends_on: date | None = None
     notice_due: date | None = None
     overdue: bool = False
+    # Approved monthly aid: the next review is due by this date.
+    review_due: date | None = None
 
 
 class PaymentRead(BaseModel):
@@ -179,3 +181,13 @@ class Withdrawal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=500, description="In the household's words, as recorded")
+
+
+class Review(BaseModel):
+    """The household as the review found it, as the rules see it (members by their refs on the case; people
+    joining or leaving the household are not handled by a review yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["scheduled", "change_reported"] = "scheduled"
+    household: HouseholdFacts
