@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -331,5 +332,10 @@ class TestReview:
                         .limit(1)
                     )
                 ).scalar_one()
-            assert payload["finding"] == "amount_differs"
-            assert payload["proposed_monthly_amount"] != payload["monthly_amount"]
+            assert payload["from_period"] == "2026-12"  # the month after the review
+            assert payload["monthly_amount"] != payload["previous_monthly_amount"]
+            assert (await events_of(client, case_id))[-2:] == [
+                "eligibility.determination.reviewed",
+                "eligibility.determination.changed",
+            ]
+            assert row.monthly_amount == Decimal(payload["monthly_amount"])

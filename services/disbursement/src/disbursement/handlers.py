@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from disbursement import service
-from shared.contracts.eligibility import DeterminationApproved, DeterminationStopped
+from shared.contracts.eligibility import DeterminationApproved, DeterminationChanged, DeterminationStopped
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -19,8 +19,13 @@ async def on_determination_stopped(uow: UnitOfWork, event: DeterminationStopped,
     await service.stop_entitlement(uow, event)
 
 
+async def on_determination_changed(uow: UnitOfWork, event: DeterminationChanged, envelope: Envelope) -> None:
+    await service.change_entitlement(uow, event, envelope.id)
+
+
 def build_handlers(_settings: Any) -> dict[str, Handler]:
     return {
         "eligibility.determination.approved": on_determination_approved,
         "eligibility.determination.stopped": on_determination_stopped,
+        "eligibility.determination.changed": on_determination_changed,
     }

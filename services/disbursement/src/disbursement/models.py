@@ -38,6 +38,19 @@ class Entitlement(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class EntitlementAmount(Base):
+    """A change of a monthly entitlement's amount from a period on (the amount opened with is the
+    entitlement's own). One per (entitlement, period): a repeated change of the same month replaces it."""
+
+    __tablename__ = "entitlement_amounts"
+
+    entitlement_id: Mapped[str] = mapped_column(ForeignKey("entitlements.entitlement_id"), primary_key=True)
+    from_period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    determination_event_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class Payment(Base):
     """One payment instruction. (entitlement, period) is unique in the database: a period is paid once."""
 

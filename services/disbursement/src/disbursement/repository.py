@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -11,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from disbursement.domain import PAYING
-from disbursement.models import Entitlement, Payment
+from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.db.base import utcnow
 
 
@@ -23,13 +24,14 @@ async def add_missing_payments(
     if not entitlements:
         return []
     now = utcnow()
+    amounts = await amounts_for(session, entitlements, period)
     rows = [
         {
             "payment_id": str(uuid.uuid4()),
             "entitlement_id": e.entitlement_id,
             "case_id": e.case_id,
             "period": period,
-            "amount": e.amount,
+            "amount": amounts[e.entitlement_id],
             "status": "pending" if e.payee_account else "held",
             "attempts": 0,
             "last_error": None if e.payee_account else "no payee account on the application",
@@ -66,3 +68,20 @@ def due_in(period: str) -> Any:
         Entitlement.first_period <= period,
         or_(Entitlement.last_period.is_(None), Entitlement.last_period >= period),
     )
+
+
+async def amounts_for(session: AsyncSession, entitlements: Sequence[Entitlement], period: str) -> dict[str, Decimal]:
+    """Each entitlement's monthly amount for `period`: the latest change from that period or before, else the
+    amount it opened with."""
+    ids = [e.entitlement_id for e in entitlements]
+    changes = (
+        await session.execute(
+            select(EntitlementAmount.entitlement_id, EntitlementAmount.from_period, EntitlementAmount.amount)
+            .where(EntitlementAmount.entitlement_id.in_(ids), EntitlementAmount.from_period <= period)
+            .order_by(EntitlementAmount.from_period)
+        )
+    ).all()
+    amounts = {e.entitlement_id: e.amount for e in entitlements}
+    for entitlement_id, _from_period, amount in changes:  # ordered: the latest wins
+        amounts[entitlement_id] = amount
+    return amounts

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from disbursement import domain, ledger
-from disbursement.models import Entitlement, Payment
+from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.disbursement import (
@@ -20,7 +20,7 @@ from shared.contracts.disbursement import (
     PaymentReturned,
     PaymentSettled,
 )
-from shared.contracts.eligibility import DeterminationApproved, DeterminationStopped
+from shared.contracts.eligibility import DeterminationApproved, DeterminationChanged, DeterminationStopped
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
@@ -141,6 +141,48 @@ async def stop_entitlement(uow: UnitOfWork, stopped: DeterminationStopped) -> No
             key=payment.case_id,
         )
     log.info("entitlement_stopped", entitlement_id=entitlement.entitlement_id, cancelled=len(later))
+
+
+async def change_entitlement(uow: UnitOfWork, changed: DeterminationChanged, event_id: str) -> None:
+    """The monthly amount changes from a period on: later payment runs use it, and instructions for those
+    periods that have not reached the bank are amended. What the bank already has stands."""
+    entitlement = (
+        await uow.session.execute(
+            select(Entitlement).where(Entitlement.determination_id == changed.determination_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if entitlement is None or changed.monthly_amount is None:
+        return
+    existing = await uow.session.get(EntitlementAmount, (entitlement.entitlement_id, changed.from_period))
+    if existing is None:
+        uow.session.add(
+            EntitlementAmount(
+                entitlement_id=entitlement.entitlement_id,
+                from_period=changed.from_period,
+                amount=changed.monthly_amount,
+                determination_event_id=event_id,
+                created_at=utcnow(),
+            )
+        )
+    else:
+        existing.amount = changed.monthly_amount
+    unsent = (
+        (
+            await uow.session.execute(
+                select(Payment).where(
+                    Payment.entitlement_id == entitlement.entitlement_id,
+                    Payment.period >= changed.from_period,
+                    Payment.status.in_(("pending", "held")),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for payment in unsent:
+        payment.amount = changed.monthly_amount
+        payment.updated_at = utcnow()
+    log.info("entitlement_changed", entitlement_id=entitlement.entitlement_id, amended=len(unsent))
 
 
 async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attempts: int = 8) -> str:

@@ -3,6 +3,7 @@ case holds and writes its events in the consumer's transaction."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -11,7 +12,13 @@ from eligibility import domain, workflow
 from eligibility.evaluation import evaluate_request
 from eligibility.models import Determination, Verification
 from eligibility.service import common_fields
-from shared.contracts.eligibility import DeterminationReviewed, DeterminationStopped, DeterminationWithdrawn, Reason
+from shared.contracts.eligibility import (
+    DeterminationChanged,
+    DeterminationReviewed,
+    DeterminationStopped,
+    DeterminationWithdrawn,
+    Reason,
+)
 from shared.contracts.intake import ApplicationReviewed, ApplicationWithdrawn
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
@@ -49,7 +56,7 @@ async def withdraw_case(uow: UnitOfWork, withdrawn: ApplicationWithdrawn) -> Non
 async def review_case(uow: UnitOfWork, reviewed: ApplicationReviewed) -> None:
     """Evaluate the household again as the review found it: monthly aid it no longer qualifies for stops
     after the month of the review, with the rules' reasons; aid it still qualifies for goes on to the next
-    review, and a different amount is reported (not applied: changes of amount are not built yet)."""
+    review, at the amount the rules give now from the month after the review (S5 第三十二条: 增发、减发)."""
     facts = reviewed.household.model_dump(mode="json")
     request = {"region": reviewed.region, "as_of": reviewed.reviewed_on.isoformat(), "household": facts}
     answer = evaluate_request(request, with_trace=False)  # a refusal is a poison message: retried, then DLQ
@@ -103,3 +110,16 @@ async def review_case(uow: UnitOfWork, reviewed: ApplicationReviewed) -> None:
             ),
             key=determination.case_id,
         )
+        if differs and decision.monthly_amount is not None:
+            previous = determination.monthly_amount
+            determination.monthly_amount = decision.monthly_amount
+            determination.reasons = [r.model_dump() for r in decision.reasons]
+            determination.decided_on = reviewed.reviewed_on
+            await uow.outbox.add(
+                DeterminationChanged(
+                    **common_fields(determination),
+                    previous_monthly_amount=previous or Decimal("0.00"),
+                    from_period=workflow.month_after(reviewed.reviewed_on),
+                ),
+                key=determination.case_id,
+            )

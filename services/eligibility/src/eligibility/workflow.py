@@ -83,6 +83,11 @@ def review_due(region: str, from_day: date, household: dict[str, Any]) -> date:
     return add_months(from_day, months)
 
 
+def month_after(day: date) -> str:
+    following = add_months(day.replace(day=1), 1)
+    return f"{following.year:04d}-{following.month:02d}"
+
+
 def add_months(day: date, months: int) -> date:
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1

@@ -99,6 +99,7 @@ DETERMINATION_STATUS = {
     "eligibility.determination.withdrawn": "withdrawn",
     "eligibility.determination.stopped": "stopped",
     "eligibility.determination.reviewed": "approved",
+    "eligibility.determination.changed": "approved",
 }
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})

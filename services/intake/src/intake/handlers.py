@@ -24,6 +24,7 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "eligibility.determination.withdrawn",
         "eligibility.determination.stopped",
         "eligibility.determination.reviewed",
+        "eligibility.determination.changed",
         "disbursement.payment.instructed",
         "disbursement.payment.settled",
         "disbursement.payment.failed",

@@ -37,6 +37,7 @@ from shared.contracts.disbursement import (
 )
 from shared.contracts.eligibility import (
     DeterminationApproved,
+    DeterminationChanged,
     DeterminationDenied,
     DeterminationNoticed,
     DeterminationObjected,
@@ -199,6 +200,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             | DeterminationWithdrawn()
             | DeterminationStopped()
             | DeterminationReviewed()
+            | DeterminationChanged()
         ):
             status = DETERMINATION_STATUS[event.event_type]
             row = await repository.get_determination(event.determination_id)
@@ -244,6 +246,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                 uow.session.add(payment)
             elif supersedes(PAYMENT_RANK, payment.status, status):
                 payment.status = status
+                payment.amount = event.amount  # an amount amended before the bank had it
             if isinstance(event, PaymentSettled):
                 payment.bank_reference = event.bank_reference
             elif isinstance(event, PaymentFailed | PaymentReturned | PaymentCancelled):

@@ -103,8 +103,8 @@ class DeterminationStopped(_Determination):
 
 class DeterminationReviewed(_Determination):
     """A review found the household still eligible: the aid goes on and the next review is due by
-    `review_due`. `finding` says whether the amount the rules give now differs from the one being paid
-    (`proposed_monthly_amount`); the difference is shown, not applied (a change of amount is not built yet)."""
+    `review_due`. `finding` says whether the amount the rules give now differs from the one paid
+    (`proposed_monthly_amount`); a difference is applied by the `changed` event that follows."""
 
     event_type = "eligibility.determination.reviewed"
 
@@ -112,3 +112,12 @@ class DeterminationReviewed(_Determination):
     review_due: date
     finding: Literal["unchanged", "amount_differs"] = "unchanged"
     proposed_monthly_amount: Money | None = None
+
+
+class DeterminationChanged(_Determination):
+    """The monthly amount changes from `from_period` (YYYY-MM) on; `monthly_amount` is the new amount."""
+
+    event_type = "eligibility.determination.changed"
+
+    previous_monthly_amount: Money
+    from_period: str

@@ -20,6 +20,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         eligibility.DeterminationWithdrawn,
         eligibility.DeterminationStopped,
         eligibility.DeterminationReviewed,
+        eligibility.DeterminationChanged,
         disbursement.PaymentInstructed,
         disbursement.PaymentSettled,
         disbursement.PaymentFailed,
