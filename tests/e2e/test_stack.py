@@ -152,18 +152,21 @@ def decide(stack: Stack, case_id: str, headers: dict[str, str] | None = None) ->
     """What an officer and a week do: approve every proposed determination (a different person from the
     window clerk who filed it), then, if any went to public notice, move the stack's development clock past
     the notice with `doudi clock advance` and wait for the approvals it brings."""
-    with stack.client("intake") as client:
-        follow(client, case_id, lambda c: c["status"] == "proposed")
-        time.sleep(0.5)  # every proposal of the application has arrived (they travel together)
-        case = client.get(f"/v1/cases/{case_id}").json()
     noticed = False
     with stack.client("eligibility", role="officer") as officer:
-        for determination in case["determinations"]:
-            if determination["status"] in ("proposed", "review"):
-                url = f"/v1/determinations/{determination['determination_id']}/approve"
-                approved = officer.post(url, headers=headers or {})
-                assert approved.status_code == 200, approved.text
-                noticed |= approved.json()["status"] == "notice"
+        deadline = time.monotonic() + 20
+        waiting: list[dict[str, Any]] = []
+        while not waiting and time.monotonic() < deadline:  # the officer's worklist for this case
+            waiting = officer.get("/v1/determinations", params={"case_id": case_id, "status": "proposed"}).json()[
+                "items"
+            ]
+            time.sleep(0.1)
+        assert waiting, f"no proposal for {case_id}"
+        for determination in waiting:
+            url = f"/v1/determinations/{determination['determination_id']}/approve"
+            approved = officer.post(url, headers=headers or {})
+            assert approved.status_code == 200, approved.text
+            noticed |= approved.json()["status"] == "notice"
     if noticed:
         moved = subprocess.run(
             [str(DOUDI), "clock", "advance", "--by", "8d"], env=stack.env, cwd=stack.data_dir, capture_output=True
@@ -171,7 +174,12 @@ def decide(stack: Stack, case_id: str, headers: dict[str, str] | None = None) ->
         assert moved.returncode == 0, moved.stderr
     with stack.client("intake") as client:
         return follow(
-            client, case_id, lambda c: all(d["status"] in ("approved", "denied") for d in c["determinations"])
+            client,
+            case_id,
+            lambda c: (
+                len(c["determinations"]) >= len(waiting)
+                and all(d["status"] in ("approved", "denied") for d in c["determinations"])
+            ),
         )
 
 

@@ -339,3 +339,17 @@ class TestReview:
                 "eligibility.determination.changed",
             ]
             assert row.monthly_amount == Decimal(payload["monthly_amount"])
+
+
+async def test_the_officers_worklist_lists_what_waits_for_a_decision_in_their_region(
+    services: ServiceFactory,
+) -> None:
+    async with api_client(services, "eligibility") as client:
+        case_id = str(uuid.uuid4())
+        found = await assessed(client, submitted(case_id, wage="1330.00"))  # a refusal and a margin grant
+        params = {"case_id": case_id, "status": "proposed"}
+        mine = (await client.get("/v1/determinations", params=params, headers=as_(services, "officer"))).json()
+        assert {d["determination_id"] for d in mine["items"]} == {d.determination_id for d in found.values()}
+        elsewhere = {"Authorization": f"Bearer {token(services.data_dir, 'officer', '310112')}"}
+        theirs = (await client.get("/v1/determinations", params=params, headers=elsewhere)).json()
+        assert theirs["items"] == []

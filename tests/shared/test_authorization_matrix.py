@@ -22,6 +22,7 @@ intake       POST /v1/cases/{case_id}/withdrawal             Y      Y      .    
 intake       POST /v1/cases/{case_id}/reviews                Y      .      Y       .        .        .
 eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y
 eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y
+eligibility  GET  /v1/determinations                         Y      .      Y       .        .        Y
 eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y
 eligibility  POST /v1/determinations/{determination_id}/approve  .  .      Y       .        .        .
 eligibility  POST /v1/determinations/{determination_id}/reject   .  .      Y       .        .        .

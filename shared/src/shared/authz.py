@@ -31,6 +31,7 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     # eligibility: what-if evaluations for casework; the parameters in force are public information.
     ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
     ("eligibility", "GET", "/v1/parameters"): EVERYONE,
+    ("eligibility", "GET", "/v1/determinations"): frozenset({"advisor", "officer", "admin"}),
     ("eligibility", "GET", "/v1/determinations/{determination_id}"): frozenset({"advisor", "officer", "admin"}),
     # Only an officer decides (admins administer, they do not decide cases); objections arrive at the window,
     # through the advisor or at the office.

@@ -153,3 +153,17 @@ async def get_determination(uow: UnitOfWork, determination_id: str, principal: P
     if found is None:
         raise DeterminationNotFound(f"No determination {determination_id}.")
     return found
+
+
+async def list_determinations(
+    uow: UnitOfWork, principal: Principal, *, case_id: str | None, status: str | None, limit: int
+) -> list[Determination]:
+    """An officer's worklist: determinations in the caller's region, by case and status, oldest first (the
+    longest waiting at the top), so `status=proposed` lists what waits for a decision."""
+    statement = select(Determination).where(region_clause(principal, Determination.region))
+    if case_id:
+        statement = statement.where(Determination.case_id == case_id)
+    if status:
+        statement = statement.where(Determination.status == status)
+    statement = statement.order_by(Determination.created_at, Determination.determination_id).limit(limit)
+    return list((await uow.session.execute(statement)).scalars())

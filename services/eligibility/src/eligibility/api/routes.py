@@ -112,6 +112,25 @@ async def list_parameters(
     )
 
 
+class DeterminationList(BaseModel):
+    items: list[DeterminationRead]
+
+
+@router.get("/determinations", response_model=DeterminationList)
+async def list_determinations(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    case_id: Annotated[str | None, Query(max_length=36)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeterminationList:
+    """What waits for a decision (`status=proposed`, `review`), or one case's determinations, in the caller's
+    region, the longest waiting first."""
+    async with runtime.uow() as uow:
+        rows = await service.list_determinations(uow, principal, case_id=case_id, status=status, limit=limit)
+    return DeterminationList(items=[DeterminationRead.model_validate(r, from_attributes=True) for r in rows])
+
+
 @router.get("/determinations/{determination_id}", response_model=DeterminationRead)
 async def read_determination(determination_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> DeterminationRead:
     async with runtime.uow() as uow:
