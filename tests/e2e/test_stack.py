@@ -23,7 +23,7 @@ import pytest
 from shared.messaging.embedded_broker import free_port, port_in_use
 from tests.conftest import PG_ADMIN_URL, SERVICES, fresh_database
 from tests.e2e.collector import Collector
-from tests.factories import application
+from tests.factories import application, new_id_number
 
 pytestmark = pytest.mark.e2e
 DOUDI = Path(sys.executable).parent / "doudi"
@@ -67,10 +67,10 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def client(self, service: str, role: str = "window", region: str = "310115") -> httpx.Client:
+    def client(self, service: str, role: str = "window", region: str = "310115", sub: str = "") -> httpx.Client:
         """A client with a token minted by `doudi token`, as a developer would get one."""
         minted = subprocess.run(
-            [str(DOUDI), "token", "--role", role, "--region", region],
+            [str(DOUDI), "token", "--role", role, "--region", region, *(["--sub", sub] if sub else [])],
             env=self.env,
             cwd=self.data_dir,
             capture_output=True,
@@ -366,6 +366,36 @@ def test_a_review_that_finds_the_household_over_the_line_stops_its_payments(stac
         time.sleep(1.0)
         case = client.get(f"/v1/cases/{case_id}").json()
     assert [p["period"] for p in case["payments"]] == [paid["payments"][0]["period"]]
+
+
+def test_a_signal_about_a_person_nobody_knows_becomes_a_visit_for_the_communitys_advisor(stack: Stack) -> None:
+    """Policy finds the person: the employment service reports someone out of work; intake knows no household
+    for them, eligibility makes a lead, referral gives the visit to the advisor of that community."""
+    body = {
+        "source": "employment_service",
+        "source_id": uuid.uuid4().hex,
+        "kind": "unemployment",
+        "id_number": new_id_number(),
+        "region": "310115",
+        "community": "310115001002",  # advisor-wang's
+        "occurred_on": datetime.now(UTC).date().isoformat(),
+    }
+    with stack.client("intake", role="department", sub="employment_service") as department:
+        accepted = department.post("/v1/signals", json=body)
+        assert accepted.status_code == 201, accepted.text
+        assert department.post("/v1/signals", json=body).status_code == 200  # resent: recognised, not doubled
+    with stack.client("referral", role="advisor", region="310115001002", sub="advisor-wang") as advisor:
+        deadline = time.monotonic() + 20
+        tasks: list[dict[str, Any]] = []
+        while not tasks and time.monotonic() < deadline:
+            tasks = advisor.get("/v1/outreach-tasks", params={"mine": "true"}).json()["items"]
+            time.sleep(0.2)
+        assert len(tasks) == 1, tasks
+        assert tasks[0]["status"] == "assigned"
+        assert any("unemployment" in line for line in tasks[0]["evidence"])
+        assert body["id_number"] not in json.dumps(tasks)
+        summary = advisor.get("/v1/discovery/summary").json()
+        assert summary["leads"] >= 1
 
 
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:

@@ -13,27 +13,31 @@ from tests.conftest import SERVICES, ServiceFactory, api_client, token
 
 # The policy, written out independently of shared.authz.MATRIX: Y = allowed, . = refused (403).
 EXPECTED = """
-                                                          advisor window officer charity reconciler admin
-intake       POST /v1/applications                           Y      Y      .       .        .        Y
-intake       GET  /v1/cases                                  Y      Y      Y       .        .        Y
-intake       GET  /v1/cases/{case_id}                        Y      Y      Y       .        .        Y
-intake       GET  /v1/cases/{case_id}/timeline               Y      Y      Y       .        .        Y
-intake       POST /v1/cases/{case_id}/withdrawal             Y      Y      .       .        .        Y
-intake       POST /v1/cases/{case_id}/reviews                Y      .      Y       .        .        .
-eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y
-eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y
-eligibility  GET  /v1/determinations                         Y      .      Y       .        .        Y
-eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y
-eligibility  POST /v1/determinations/{determination_id}/approve  .  .      Y       .        .        .
-eligibility  POST /v1/determinations/{determination_id}/reject   .  .      Y       .        .        .
-eligibility  POST /v1/determinations/{determination_id}/objections Y Y     Y       .        .        .
-disbursement GET  /v1/payments/{payment_id}                  .      .      Y       .        Y        Y
-disbursement POST /v1/payment-runs                           .      .      .       .        Y        Y
-disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y
-disbursement GET  /v1/ledger/balances                        .      .      Y       .        Y        Y
-disbursement GET  /v1/reconciliations/{day}                  .      .      Y       .        Y        Y
-disbursement GET  /v1/exports/payments                       .      .      Y       .        Y        Y
-referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y
+                                                          advisor window officer charity reconciler admin department
+intake       POST /v1/applications                           Y      Y      .       .        .        Y        .
+intake       GET  /v1/cases                                  Y      Y      Y       .        .        Y        .
+intake       GET  /v1/cases/{case_id}                        Y      Y      Y       .        .        Y        .
+intake       GET  /v1/cases/{case_id}/timeline               Y      Y      Y       .        .        Y        .
+intake       POST /v1/cases/{case_id}/withdrawal             Y      Y      .       .        .        Y        .
+intake       POST /v1/signals                                .      .      .       .        .        Y        Y
+intake       POST /v1/cases/{case_id}/reviews                Y      .      Y       .        .        .        .
+eligibility  POST /v1/evaluations                            Y      Y      Y       .        .        Y        .
+eligibility  GET  /v1/parameters                             Y      Y      Y       Y        Y        Y        .
+eligibility  GET  /v1/determinations                         Y      .      Y       .        .        Y        .
+eligibility  GET  /v1/determinations/{determination_id}      Y      .      Y       .        .        Y        .
+eligibility  POST /v1/determinations/{determination_id}/approve  .  .      Y       .        .        .        .
+eligibility  POST /v1/determinations/{determination_id}/reject   .  .      Y       .        .        .        .
+eligibility  POST /v1/determinations/{determination_id}/objections Y Y     Y       .        .        .        .
+disbursement GET  /v1/payments/{payment_id}                  .      .      Y       .        Y        Y        .
+disbursement POST /v1/payment-runs                           .      .      .       .        Y        Y        .
+disbursement GET  /v1/payment-runs/{period}                  .      .      Y       .        Y        Y        .
+disbursement GET  /v1/ledger/balances                        .      .      Y       .        Y        Y        .
+disbursement GET  /v1/reconciliations/{day}                  .      .      Y       .        Y        Y        .
+disbursement GET  /v1/exports/payments                       .      .      Y       .        Y        Y        .
+referral     GET  /v1/outreach-tasks                         Y      .      Y       .        .        Y        .
+referral     POST /v1/outreach-tasks/{task_id}/outcome       Y      .      .       .        .        .        .
+referral     GET  /v1/discovery/summary                      Y      .      Y       .        .        Y        .
+referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y        .
 """
 
 

@@ -15,7 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-ROLES = ("advisor", "window", "officer", "charity", "reconciler", "admin")
+# `department`: another department's system sending signals (its token's subject is its registered source).
+ROLES = ("advisor", "window", "officer", "charity", "reconciler", "admin", "department")
 ALGORITHMS = ["RS256", "ES256"]
 DEV_PRIVATE = "dev-jwt-es256-private.pem"
 DEV_PUBLIC = "dev-jwt-es256-public.pem"

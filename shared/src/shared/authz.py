@@ -28,6 +28,8 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("intake", "POST", "/v1/cases/{case_id}/withdrawal"): frozenset({"advisor", "window", "admin"}),
     # Reviews are the street office's: its advisors and officers.
     ("intake", "POST", "/v1/cases/{case_id}/reviews"): frozenset({"advisor", "officer"}),
+    # Other departments' systems report signals (their token names the source); admins may too.
+    ("intake", "POST", "/v1/signals"): frozenset({"department", "admin"}),
     # eligibility: what-if evaluations for casework; the parameters in force are public information.
     ("eligibility", "POST", "/v1/evaluations"): CASEWORK,
     ("eligibility", "GET", "/v1/parameters"): EVERYONE,
@@ -49,6 +51,10 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("disbursement", "GET", "/v1/exports/payments"): frozenset({"officer", "reconciler", "admin"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
+    # outreach: advisors visit; officers follow how discovery is doing.
+    ("referral", "GET", "/v1/outreach-tasks"): frozenset({"advisor", "officer", "admin"}),
+    ("referral", "POST", "/v1/outreach-tasks/{task_id}/outcome"): frozenset({"advisor"}),
+    ("referral", "GET", "/v1/discovery/summary"): frozenset({"advisor", "officer", "admin"}),
 }
 
 # Reached without a bearer token: probes, metrics, and machine callbacks that prove themselves otherwise.

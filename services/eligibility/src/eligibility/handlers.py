@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eligibility import lifecycle, service
+from eligibility import leads, lifecycle, service
 from shared.clock import Clock
-from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn
+from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn, SignalReceived
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -24,7 +24,11 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
     async def on_application_reviewed(uow: UnitOfWork, event: ApplicationReviewed, envelope: Envelope) -> None:
         await lifecycle.review_case(uow, event)
 
+    async def on_signal_received(uow: UnitOfWork, event: SignalReceived, envelope: Envelope) -> None:
+        await leads.prescreen(uow, event)
+
     return {
+        "intake.signal.received": on_signal_received,
         "intake.application.submitted": on_application_submitted,
         "intake.application.reviewed": on_application_reviewed,
         "intake.application.withdrawn": on_application_withdrawn,

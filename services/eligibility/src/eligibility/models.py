@@ -63,3 +63,21 @@ class Determination(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # The trace of the officer's approval: the approval the end of notice writes days later continues it.
     traceparent: Mapped[str] = mapped_column(String(60), default="")
+
+
+class Lead(Base):
+    """A household a signal (or a sweep) shows may qualify: one per signal."""
+
+    __tablename__ = "leads"
+
+    lead_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    signal_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    household_key: Mapped[str] = mapped_column(String(36), index=True)
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    community: Mapped[str | None] = mapped_column(String(15))
+    kind: Mapped[str] = mapped_column(String(30))
+    programmes: Mapped[list[str]] = mapped_column(JSON)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
+    found_on: Mapped[date]
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

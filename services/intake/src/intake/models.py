@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -121,3 +121,24 @@ class CaseReferral(Base):
     area: Mapped[str] = mapped_column(String(12))
     status: Mapped[str] = mapped_column(String(20))
     amount: Mapped[Decimal | None] = mapped_column(Money())
+
+
+class Signal(Base):
+    """Another department's signal about a person. (source, source_id) is unique: a resent signal is
+    recognised, not doubled. The person is kept only as their ID number's lookup hash."""
+
+    __tablename__ = "signals"
+    __table_args__ = (UniqueConstraint("source", "source_id"),)
+
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(60))
+    source_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(30))
+    id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    community: Mapped[str | None] = mapped_column(String(15))
+    occurred_on: Mapped[date]
+    amount: Mapped[Decimal | None] = mapped_column(Money())
+    household_key: Mapped[str] = mapped_column(String(36))
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from intake.api.routes import router
+from intake.api.signals import router as signals_router
 from intake.handlers import HANDLERS
 from intake.models import Base, messaging
 from intake.settings import IntakeSettings
@@ -12,7 +13,7 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     tables=messaging,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, signals_router],
     handlers=lambda _settings: HANDLERS,
     description="Households, applications and cases; the case read model and timeline.",
 )

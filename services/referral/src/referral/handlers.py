@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral import service
-from shared.contracts.eligibility import DeterminationDenied
+from referral import outreach, service
+from shared.contracts.eligibility import DeterminationDenied, LeadQualified
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -15,5 +15,11 @@ async def on_determination_denied(uow: UnitOfWork, event: DeterminationDenied, e
     await service.publish_need_for_denial(uow, event)
 
 
-def build_handlers(_settings: Any) -> dict[str, Handler]:
-    return {"eligibility.determination.denied": on_determination_denied}
+def build_handlers(settings: Any) -> dict[str, Handler]:
+    async def on_lead_qualified(uow: UnitOfWork, event: LeadQualified, envelope: Envelope) -> None:
+        await outreach.open_task(uow, event, settings.outreach_response_days)
+
+    return {
+        "eligibility.determination.denied": on_determination_denied,
+        "eligibility.lead.qualified": on_lead_qualified,
+    }

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -31,3 +31,28 @@ class Need(Base):
     reason: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OutreachTask(Base):
+    """A visit an advisor owes a household a lead found (政策找人)."""
+
+    __tablename__ = "outreach_tasks"
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(36), unique=True)
+    household_key: Mapped[str] = mapped_column(String(36))
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    community: Mapped[str | None] = mapped_column(String(15), index=True)
+    advisor: Mapped[str] = mapped_column(String(200), index=True)
+    programmes: Mapped[list[str]] = mapped_column(JSON)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    found_on: Mapped[date]
+    due_on: Mapped[date]
+    escalated: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    visited_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    application_case_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

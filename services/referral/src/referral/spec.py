@@ -1,8 +1,10 @@
 from pathlib import Path
 
+from referral.api.outreach import router as outreach_router
 from referral.api.routes import router
 from referral.handlers import build_handlers
 from referral.models import Base, messaging
+from referral.outreach import watch_tasks
 from referral.settings import ReferralSettings
 from shared.service import ServiceSpec
 
@@ -12,7 +14,8 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     tables=messaging,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, outreach_router],
     handlers=build_handlers,
+    background=[watch_tasks],
     description="Needs published to charities, and outreach to households.",
 )

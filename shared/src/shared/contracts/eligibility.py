@@ -121,3 +121,21 @@ class DeterminationChanged(_Determination):
 
     previous_monthly_amount: Money
     from_period: str
+
+
+class LeadQualified(Event):
+    """A household that may qualify, found by a signal (or a sweep): an advisor should visit. `programmes`
+    are those the rules say it may now qualify for ([] when the household is not known: the visit finds
+    out); `evidence` says why, in words."""
+
+    event_type = "eligibility.lead.qualified"
+
+    lead_id: str
+    signal_id: str | None = None
+    household_key: str
+    case_id: str | None = None
+    region: str
+    community: str | None = None
+    programmes: list[Programme] = []
+    evidence: list[str] = []
+    found_on: date

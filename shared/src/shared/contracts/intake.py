@@ -142,3 +142,36 @@ class ApplicationReviewed(Event):
     household: HouseholdFacts
     reviewed_on: date
     kind: Literal["scheduled", "change_reported"] = "scheduled"
+
+
+SignalKind = Literal[
+    "hospitalisation",
+    "medical_bill",
+    "unemployment",
+    "disability_registration",
+    "disaster",
+    "utility_arrears",
+    "earner_death",
+    "prison_release",
+]
+
+
+class SignalReceived(Event):
+    """Another department's signal about a person, matched to the household intake knows (`case_id` and its
+    facts, and the member it names) or to none (`household_key` then stands for the person's household).
+    No name or ID number travels here."""
+
+    event_type = "intake.signal.received"
+
+    signal_id: str
+    source: str
+    kind: SignalKind
+    region: str
+    community: str | None = None
+    occurred_on: date
+    amount: Money | None = None
+    household_key: str
+    case_id: str | None = None
+    case_status: str | None = None
+    member_ref: str | None = None
+    household: HouseholdFacts | None = None

@@ -24,8 +24,10 @@ class Topic:
 
 TOPICS: tuple[Topic, ...] = (
     Topic("intake.application", 8, "applications submitted at the window, by advisors, online or by discovery"),
+    Topic("intake.signal", 8, "other departments' signals about a person (政策找人), matched to a household"),
     Topic("eligibility.verification", 8, "economic-status verification (means test) results"),
     Topic("eligibility.determination", 8, "eligibility decisions per programme: proposed, approved, denied"),
+    Topic("eligibility.lead", 8, "households a signal or a sweep shows may qualify: leads for an advisor's visit"),
     Topic("disbursement.payment", 8, "payments to households: settled, failed, returned"),
     Topic("disbursement.reconciliation", 2, "mismatches nightly reconciliation found"),
     Topic("referral.need", 8, "needs published to charities, claims and deliveries"),
