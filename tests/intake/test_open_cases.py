@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from intake import service
+from intake import read_model, service
 from intake.models import messaging
 from shared.contracts import eligibility
 from shared.contracts.eligibility import Reason
@@ -35,7 +35,7 @@ async def deny(runtime: Any, case_id: str) -> None:
         reasons=[Reason(code="income_not_below_standard")],
     )
     async with runtime.uow() as uow:
-        await service.record_event(
+        await read_model.record_event(
             uow, denied, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
         )
         await uow.commit()
@@ -138,7 +138,7 @@ async def test_the_worklist_finds_cases_past_their_decision_deadline(services: S
                 decision_due=due,
             )
             async with client.runtime.uow() as uow:
-                await service.record_event(
+                await read_model.record_event(
                     uow, proposed, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
                 )
                 await uow.commit()
@@ -206,7 +206,7 @@ class TestReviews:
                 review_due=date(2021, 1, 1),
             )
             async with client.runtime.uow() as uow:
-                await service.record_event(
+                await read_model.record_event(
                     uow, grant, event_id=str(uuid.uuid4()), source="/t", occurred_at=service.utcnow()
                 )
                 await uow.commit()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake import service
+from intake import read_model, service
 from intake.api.schemas import ApplicationCreate
 from intake.models import Case, CaseDetermination, CaseEvent, CasePayment, CaseReferral
 from intake.settings import vault_for
@@ -103,7 +103,7 @@ async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(service
             "eligibility.determination.proposed",
         ):
             async with runtime.uow() as uow:
-                await service.record_event(
+                await read_model.record_event(
                     uow,
                     events[event_type],
                     event_id=str(uuid.uuid4()),
@@ -138,7 +138,7 @@ async def test_the_case_follows_the_procedure_and_shows_its_dates(services: Serv
             "eligibility.determination.approved",
         ):
             async with runtime.uow() as uow:
-                await service.record_event(
+                await read_model.record_event(
                     uow, events[event_type], event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
                 )
                 await uow.commit()

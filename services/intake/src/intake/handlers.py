@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from intake import service
+from intake import read_model
 from shared.contracts.base import Event
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
@@ -10,7 +10,7 @@ from shared.messaging.envelope import Envelope
 
 
 async def on_case_event(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
-    await service.record_event(uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time)
+    await read_model.record_event(uow, event, event_id=envelope.id, source=envelope.source, occurred_at=envelope.time)
 
 
 HANDLERS: dict[str, Handler] = dict.fromkeys(

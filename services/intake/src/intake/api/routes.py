@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from intake import service
+from intake import service, worklist
 from intake.api.schemas import (
     ApplicationCreate,
     ApplicationRead,
@@ -114,7 +114,7 @@ async def list_cases(
         "review_due": "yes" if review_due else None,
     }
     async with runtime.uow() as uow:
-        cases, next_cursor = await service.list_cases(
+        cases, next_cursor = await worklist.list_cases(
             uow, principal, filters=filters, cursor=cursor, limit=limit, today=runtime.clock.today()
         )
     return CasePage(items=[CaseSummary.model_validate(c, from_attributes=True) for c in cases], next_cursor=next_cursor)

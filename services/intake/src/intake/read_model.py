@@ -1,0 +1,164 @@
+"""The case read model: every other service's event about a case, folded into what the case view shows
+and recorded on its timeline, once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from intake.domain import (
+    CLOSED_STATUSES,
+    DETERMINATION_RANK,
+    DETERMINATION_STATUS,
+    PAYMENT_RANK,
+    case_status,
+    supersedes,
+)
+from intake.models import CaseDetermination, CasePayment, CaseReferral
+from intake.repository import CaseRepository
+from shared.contracts.base import Event
+from shared.contracts.disbursement import (
+    PaymentCancelled,
+    PaymentFailed,
+    PaymentInstructed,
+    PaymentReturned,
+    PaymentSettled,
+)
+from shared.contracts.eligibility import (
+    DeterminationApproved,
+    DeterminationChanged,
+    DeterminationDenied,
+    DeterminationNoticed,
+    DeterminationObjected,
+    DeterminationProposed,
+    DeterminationReviewed,
+    DeterminationStopped,
+    DeterminationWithdrawn,
+    VerificationCompleted,
+)
+from shared.contracts.referral import NeedPublished
+from shared.db.base import utcnow
+from shared.db.uow import UnitOfWork
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+PAYMENT_STATUS = {
+    "disbursement.payment.cancelled": "cancelled",
+    "disbursement.payment.instructed": "pending",
+    "disbursement.payment.settled": "settled",
+    "disbursement.payment.failed": "failed",
+    "disbursement.payment.returned": "returned",
+}
+
+
+async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: str, occurred_at: datetime) -> None:
+    """Fold another service's event into the case read model and its timeline. Order-tolerant: events of
+    one case can arrive from different topics in any order."""
+    case_id: str = event.case_id  # type: ignore[attr-defined]
+    repository = CaseRepository(uow.session)
+    case = await repository.get(case_id, for_update=True)
+    recorded = await repository.add_event(
+        case_id=case_id,
+        event_id=event_id,
+        event_type=event.event_type,
+        source=source,
+        occurred_at=occurred_at,
+        summary=_summary(event),
+    )
+    # A redelivered event changes nothing; an event for a case this intake never saw stays on the timeline, so
+    # nothing is lost, but there is no read model to fold it into (cases originate here, so it cannot happen
+    # today).
+    if not recorded or case is None:
+        return
+    match event:
+        case VerificationCompleted():
+            case.verified_at = case.verified_at or occurred_at
+        case (
+            DeterminationProposed()
+            | DeterminationNoticed()
+            | DeterminationObjected()
+            | DeterminationApproved()
+            | DeterminationDenied()
+            | DeterminationWithdrawn()
+            | DeterminationStopped()
+            | DeterminationReviewed()
+            | DeterminationChanged()
+        ):
+            status = DETERMINATION_STATUS[event.event_type]
+            row = await repository.get_determination(event.determination_id)
+            if row is None:
+                row = CaseDetermination(
+                    determination_id=event.determination_id, case_id=case_id, programme=event.programme, status=status
+                )
+                uow.session.add(row)
+            elif not supersedes(DETERMINATION_RANK, row.status, status):
+                row = None
+            if row is not None:
+                row.status = status
+                row.monthly_amount = event.monthly_amount
+                row.amount = event.amount
+                row.reasons = [r.model_dump() for r in event.reasons]
+                row.decided_on = event.decided_on
+                row.rule = event.rule
+                if isinstance(event, DeterminationProposed):
+                    row.decision_due = event.decision_due
+                if isinstance(event, DeterminationNoticed):
+                    row.notice_ends_on = event.notice_ends_on
+                elif isinstance(event, DeterminationObjected):
+                    row.notice_ends_on = None
+                if isinstance(event, DeterminationDenied):
+                    row.notice_due = event.notice_due
+                if isinstance(event, DeterminationApproved | DeterminationReviewed):
+                    row.review_due = event.review_due
+                elif isinstance(event, DeterminationStopped):
+                    row.review_due = None
+        case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned() | PaymentCancelled():
+            status = PAYMENT_STATUS[event.event_type]
+            payment = await repository.get_payment(event.payment_id)
+            if payment is None:
+                payment = CasePayment(
+                    payment_id=event.payment_id,
+                    case_id=case_id,
+                    determination_id=event.determination_id,
+                    programme=event.programme,
+                    period=event.period,
+                    amount=event.amount,
+                    status=status,
+                )
+                uow.session.add(payment)
+            elif supersedes(PAYMENT_RANK, payment.status, status):
+                payment.status = status
+                payment.amount = event.amount  # an amount amended before the bank had it
+            if isinstance(event, PaymentSettled):
+                payment.bank_reference = event.bank_reference
+            elif isinstance(event, PaymentFailed | PaymentReturned | PaymentCancelled):
+                payment.reason = event.reason
+        case NeedPublished():
+            if await repository.get_referral(event.need_id) is None:
+                uow.session.add(
+                    CaseReferral(
+                        referral_id=event.need_id,
+                        case_id=case_id,
+                        kind="charity_need",
+                        category=event.category,
+                        area=event.area,
+                        status="published",
+                        amount=event.amount,
+                    )
+                )
+    await uow.session.flush()
+    statuses = [d.status for d in await repository.list_determinations(case_id)]
+    before = case.status
+    if before != "withdrawn":  # a withdrawal is the household's word: later events do not reopen the case
+        case.status = case_status(case.verified_at is not None, statuses)
+    if case.status in CLOSED_STATUSES and before not in CLOSED_STATUSES:
+        await repository.release_members(case_id)
+    elif before in CLOSED_STATUSES and case.status not in CLOSED_STATUSES:
+        await repository.reclaim_members(case_id)
+    case.updated_at = utcnow()
+
+
+def _summary(event: Event) -> dict[str, Any]:
+    data = event.model_dump(mode="json")
+    data.pop("case_id", None)
+    return data
