@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
 from eligibility import leads
-from eligibility.models import Determination, Lead
+from eligibility.models import Determination, Lead, Verification
 from intake import service as intake_service
 from intake.models import Signal, messaging
 from referral import outreach
@@ -244,3 +245,62 @@ class TestOutreach:
                 task = (await session.execute(select(OutreachTask))).scalar_one()
             assert task.escalated
             assert task.advisor == "advisor-zhang"  # no one for that community: its street's advisor
+
+
+class TestSweep:
+    async def test_a_new_standard_finds_a_household_refused_under_the_old_one(self, services: ServiceFactory) -> None:
+        """Per-capita 1,550 a month: refused in January 2024 (standard 1,510), margin granted; when the
+        standard becomes 1,595 on 1 July 2024 the sweep finds it may now have the allowance."""
+        from eligibility.sweep import sweep
+
+        facts = household_facts()
+        facts["members"][0]["incomes"] = [{"kind": "wage", "monthly": "1550.00"}]
+        case_id, deciding_case = str(uuid.uuid4()), str(uuid.uuid4())
+        async with manual(services, "eligibility") as runtime:
+            async with runtime.uow() as uow:
+                for case, status in ((case_id, "denied"), (deciding_case, "proposed")):
+                    uow.session.add(
+                        Verification(
+                            verification_id=str(uuid.uuid4()),
+                            case_id=case,
+                            region="310115",
+                            community=COMMUNITY,
+                            sources=["declared"],
+                            household=facts,
+                            counted_members=1,
+                            counted_monthly_income=Decimal("1550.00"),
+                            per_capita_monthly_income=Decimal("1550.00"),
+                            completed_at=intake_service.utcnow(),
+                        )
+                    )
+                    for programme, programme_status in (
+                        ("subsistence_allowance", status),
+                        ("low_income_margin", "approved"),
+                    ):
+                        uow.session.add(
+                            Determination(
+                                determination_id=str(uuid.uuid4()),
+                                case_id=case,
+                                programme=programme,
+                                region="310115",
+                                status=programme_status,
+                                reasons=[],
+                                rule="t",
+                                decided_on=date(2024, 1, 15),
+                                created_at=intake_service.utcnow(),
+                            )
+                        )
+                await uow.commit()
+            async with runtime.uow() as uow:
+                before = await sweep(uow, date(2024, 6, 30))
+            assert before["leads"] == 0  # 1,550 is not below 1,510
+            async with runtime.uow() as uow:
+                after = await sweep(uow, date(2024, 7, 1))
+            assert after["leads"] == 1, after  # not the case still being decided
+            assert after["by_programme"] == {"subsistence_allowance": 1}
+            async with runtime.uow() as uow:
+                again = await sweep(uow, date(2024, 7, 1))
+            assert again["leads"] == 0  # one lead per household per sweep date
+            async with runtime.sessionmaker() as session:
+                lead = (await session.execute(select(Lead).where(Lead.case_id == case_id))).scalar_one()
+            assert (lead.kind, lead.community, lead.programmes) == ("sweep", COMMUNITY, ["subsistence_allowance"])

@@ -116,6 +116,35 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(results) else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """Re-screen households near the line in the eligibility database; the running service's relay
+    publishes the leads. Safe to run again for the same date."""
+    from datetime import date
+
+    from eligibility.sweep import sweep
+    from shared.service import Runtime
+
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    except ValueError:
+        print("doudi: --as-of must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
+        return 2
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["eligibility"]
+
+    async def go() -> dict[str, object]:
+        runtime = Runtime(load_spec("eligibility"), settings)
+        try:
+            async with runtime.uow() as uow:
+                day = as_of or runtime.clock.today()
+                return await sweep(uow, day, window_days=args.window_days, progress=True)
+        finally:
+            await runtime.engine.dispose()
+
+    print(json.dumps(asyncio.run(go()), ensure_ascii=False))  # noqa: T201
+    return 0
+
+
 def _pay_run(args: argparse.Namespace) -> int:
     """Instruct the month's payments straight in the disbursement database; the running service's relay and
     bank submitter take them from there. Safe to run again: a month is never paid twice."""
@@ -379,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--sub", default=None, help="who the token names (default dev-ROLE)")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds the token is valid")
     token.set_defaults(func=_token)
+    sweep_cmd = commands.add_parser(
+        "sweep", help="re-screen households near the line; who now qualifies becomes a lead"
+    )
+    sweep_cmd.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: today)")
+    sweep_cmd.add_argument("--window-days", type=int, default=365, help="how recent a refusal, stop or signal counts")
+    sweep_cmd.set_defaults(func=_sweep)
     pay_run = commands.add_parser("pay-run", help="instruct a month's payments (resumable, never pays twice)")
     pay_run.add_argument("--month", required=True, help="YYYY-MM")
     pay_run.add_argument("--region", default="000000", help="limit the run to a region (default: everywhere)")

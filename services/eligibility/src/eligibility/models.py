@@ -24,6 +24,8 @@ class Verification(Base):
     verification_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(36), unique=True)
     region: Mapped[str] = mapped_column(String(6))
+    # Where the household lives (for leads to reach its community's advisor).
+    community: Mapped[str | None] = mapped_column(String(15))
     sources: Mapped[list[str]] = mapped_column(JSON)
     household: Mapped[dict[str, Any]] = mapped_column(JSON)
     counted_members: Mapped[int]
