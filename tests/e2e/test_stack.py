@@ -398,6 +398,21 @@ def test_a_signal_about_a_person_nobody_knows_becomes_a_visit_for_the_communitys
         assert summary["leads"] >= 1
 
 
+def test_the_nightly_sweep_runs_against_the_live_stack(stack: Stack) -> None:
+    """`doudi sweep` re-screens what the stack holds near the line (the refused households of other tests)
+    and reports; run twice for a date, it finds nobody twice."""
+    runs = [
+        subprocess.run(
+            [str(DOUDI), "sweep"], env=stack.env, cwd=stack.data_dir, capture_output=True, text=True, timeout=120
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr
+    first, second = (json.loads(run.stdout) for run in runs)
+    assert first["screened"] == first["near_the_line"]
+    assert second["leads"] == 0
+
+
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]
