@@ -19,7 +19,7 @@ from referral import outreach
 from referral.models import OutreachTask
 from shared.contracts.eligibility import LeadQualified
 from shared.contracts.intake import HouseholdFacts, SignalReceived
-from tests.conftest import ServiceFactory, api_client, manual, token
+from tests.conftest import ServiceFactory, api_client, deliver_twice, manual, token
 from tests.factories import application, household_facts, new_id_number
 
 COMMUNITY = "310115001001"  # advisor-zhang's, in the development roster
@@ -304,3 +304,36 @@ class TestSweep:
             async with runtime.sessionmaker() as session:
                 lead = (await session.execute(select(Lead).where(Lead.case_id == case_id))).scalar_one()
             assert (lead.kind, lead.community, lead.programmes) == ("sweep", COMMUNITY, ["subsistence_allowance"])
+
+
+async def test_an_application_that_names_its_lead_converts_the_visit(services: ServiceFactory) -> None:
+    from shared.contracts.intake import ApplicationSubmitted
+
+    async with manual(services, "referral") as runtime:
+        lead = qualified()
+        async with runtime.uow() as uow:
+            await outreach.open_task(uow, lead, response_days=5)
+            await uow.commit()
+        case_id = str(uuid.uuid4())
+        applied = ApplicationSubmitted(
+            case_id=case_id,
+            region="310115",
+            channel="discovery",
+            programmes=[],
+            household=HouseholdFacts.model_validate(household_facts()),
+            submitted_at=date(2026, 11, 24),
+            lead_id=lead.lead_id,
+        )
+        await deliver_twice(runtime, applied, key=case_id)
+        async with runtime.sessionmaker() as session:
+            task = (await session.execute(select(OutreachTask))).scalar_one()
+        assert (task.status, task.application_case_id) == ("converted", case_id)
+
+
+async def test_an_application_from_a_lead_must_come_through_discovery(services: ServiceFactory) -> None:
+    async with api_client(services, "intake", role="advisor", region="310115") as client:
+        wrong = await client.post("/v1/applications", json=application(lead_id=str(uuid.uuid4())))
+        assert wrong.status_code == 422
+        assert "discovery" in wrong.text
+        right = await client.post("/v1/applications", json=application(lead_id=str(uuid.uuid4()), channel="discovery"))
+        assert right.status_code == 201

@@ -91,6 +91,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         submitted_at=now.date(),
         payee_account=command.payee_account,
         filed_by=filed_by,
+        lead_id=command.lead_id,
     )
     event_id = await uow.outbox.add(event, key=case_id)
     await repository.add_event(

@@ -6,6 +6,7 @@ from typing import Any
 
 from referral import outreach, service
 from shared.contracts.eligibility import DeterminationDenied, LeadQualified
+from shared.contracts.intake import ApplicationSubmitted
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -19,7 +20,11 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
     async def on_lead_qualified(uow: UnitOfWork, event: LeadQualified, envelope: Envelope) -> None:
         await outreach.open_task(uow, event, settings.outreach_response_days)
 
+    async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
+        await outreach.converted_by_application(uow, event)
+
     return {
+        "intake.application.submitted": on_application_submitted,
         "eligibility.determination.denied": on_determination_denied,
         "eligibility.lead.qualified": on_lead_qualified,
     }

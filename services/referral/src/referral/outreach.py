@@ -24,6 +24,7 @@ from referral.models import OutreachTask
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.eligibility import LeadQualified
+from shared.contracts.intake import ApplicationSubmitted
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import Conflict, NotFound
@@ -142,6 +143,25 @@ async def record_outcome(
     if outcome == "converted":
         task.application_case_id = case_id
     return task
+
+
+async def converted_by_application(uow: UnitOfWork, application: ApplicationSubmitted) -> None:
+    """An application that names the lead it came from converts that lead's visit, whatever the advisor
+    recorded so far (a closed task stays closed)."""
+    if application.lead_id is None:
+        return
+    task = (
+        await uow.session.execute(
+            select(OutreachTask).where(OutreachTask.lead_id == application.lead_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if task is None or "converted" not in MOVES.get(task.status, set()):
+        return
+    now = utcnow()
+    task.status = "converted"
+    task.application_case_id = application.case_id
+    task.visited_at = task.visited_at or now
+    task.updated_at = now
 
 
 async def escalate_overdue(uow: UnitOfWork, today: date) -> int:

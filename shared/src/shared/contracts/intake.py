@@ -118,6 +118,8 @@ class ApplicationSubmitted(Event):
     payee_account: str | None = None
     # Who filed it (the token's subject): they may not approve its determinations (maker-checker).
     filed_by: str = ""
+    # The lead (政策找人) an advisor's visit turned into this application, if any.
+    lead_id: str | None = None
 
 
 class ApplicationWithdrawn(Event):

@@ -69,6 +69,14 @@ class ApplicationCreate(_Strict):
     consent: Consent
     emergency: Emergency | None = None
     payee_account: str | None = Field(default=None, pattern=r"^\d{8,30}$")
+    # The lead an advisor's visit came from (政策找人): the application is then of channel `discovery`.
+    lead_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+    @model_validator(mode="after")
+    def _discovery_has_a_lead(self) -> ApplicationCreate:
+        if self.lead_id is not None and self.channel != "discovery":
+            raise ValueError("an application from a lead has channel 'discovery'")
+        return self
 
 
 class ApplicationRead(BaseModel):
