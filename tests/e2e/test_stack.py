@@ -306,10 +306,15 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         assert case["determinations"][0]["reasons"][0]["code"] == "income_not_below_standard"
         assert case["payments"] == []
         assert case["referrals"][0]["kind"] == "charity_need"
-    with stack.client("referral", role="charity", region="310115") as client:
+    with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as client:
         needs = client.get("/v1/needs", params={"area": "310115"}).json()["items"]
         assert needs
         assert all("id_number" not in need and "name" not in need for need in needs)
+        (need,) = [n for n in needs if n["need_id"] == case["referrals"][0]["referral_id"]]
+        claimed = client.post(f"/v1/needs/{need['need_id']}/claim")
+        assert claimed.status_code == 200, claimed.text
+    with stack.client("intake") as client:  # the claim reaches the case view as an event
+        follow(client, case_id, lambda c: c["referrals"][0]["status"] == "claimed")
 
 
 def test_a_household_that_withdraws_is_paid_nothing_more(stack: Stack) -> None:

@@ -70,5 +70,8 @@ async def test_charities_see_needs_of_their_area_only(services: ServiceFactory) 
                     ),
                 )
                 await uow.commit()
-        shanghai = (await client.get("/v1/needs", headers=bearer(services, "charity", "310000"))).json()["items"]
+        charity = {
+            "Authorization": f"Bearer {token(services.data_dir, 'charity', '310000', 'pudong-charity-federation')}"
+        }
+        shanghai = (await client.get("/v1/needs", headers=charity)).json()["items"]
         assert [need["area"] for need in shanghai] == ["310115"]

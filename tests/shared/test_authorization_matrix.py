@@ -37,6 +37,8 @@ disbursement GET  /v1/exports/payments                       .      .      Y    
 referral     GET  /v1/outreach-tasks                         Y      .      Y       .        .        Y        .
 referral     POST /v1/outreach-tasks/{task_id}/outcome       Y      .      .       .        .        .        .
 referral     GET  /v1/discovery/summary                      Y      .      Y       .        .        Y        .
+referral     POST /v1/needs/{need_id}/claim                  .      .      .       Y        .        .        .
+referral     POST /v1/needs/{need_id}/delivery               .      .      .       Y        .        .        .
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y        .
 """
 
@@ -80,7 +82,9 @@ async def test_every_role_gets_exactly_what_the_matrix_allows(services: ServiceF
                 "/v1/exports/payments": {"period": "2026-01"},
             }.get(path)
             for role in ROLES:
-                headers = {"Authorization": f"Bearer {token(services.data_dir, role, '310115')}"}
+                # A charity's token names its organisation in the register; an unregistered one is refused.
+                subject = "pudong-charity-federation" if role == "charity" else "tester"
+                headers = {"Authorization": f"Bearer {token(services.data_dir, role, '310115', subject)}"}
                 response = await client.request(
                     method, url, headers=headers, json={} if method == "POST" else None, params=params
                 )

@@ -51,6 +51,8 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("disbursement", "GET", "/v1/exports/payments"): frozenset({"officer", "reconciler", "admin"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
+    ("referral", "POST", "/v1/needs/{need_id}/claim"): frozenset({"charity"}),
+    ("referral", "POST", "/v1/needs/{need_id}/delivery"): frozenset({"charity"}),
     # outreach: advisors visit; officers follow how discovery is doing.
     ("referral", "GET", "/v1/outreach-tasks"): frozenset({"advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/outreach-tasks/{task_id}/outcome"): frozenset({"advisor"}),

@@ -31,6 +31,8 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "disbursement.payment.returned",
         "disbursement.payment.cancelled",
         "referral.need.published",
+        "referral.need.claimed",
+        "referral.need.delivered",
     ),
     on_case_event,
 )

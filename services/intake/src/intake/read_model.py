@@ -36,7 +36,7 @@ from shared.contracts.eligibility import (
     DeterminationWithdrawn,
     VerificationCompleted,
 )
-from shared.contracts.referral import NeedPublished
+from shared.contracts.referral import NeedClaimed, NeedDelivered, NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.logging import get_logger
@@ -146,6 +146,11 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                         amount=event.amount,
                     )
                 )
+        case NeedClaimed() | NeedDelivered():
+            referral = await repository.get_referral(event.need_id)
+            status = "claimed" if isinstance(event, NeedClaimed) else "delivered"
+            if referral is not None and (referral.status, status) != ("delivered", "claimed"):
+                referral.status = status
     await uow.session.flush()
     statuses = [d.status for d in await repository.list_determinations(case_id)]
     before = case.status

@@ -31,6 +31,11 @@ class Need(Base):
     reason: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # published → claimed (by one charity) → delivered
+    claimed_by: Mapped[str | None] = mapped_column(String(100), index=True)
+    delivered_amount: Mapped[Decimal | None] = mapped_column(Money())
+    delivery_note: Mapped[str] = mapped_column(String(500), default="")
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class OutreachTask(Base):

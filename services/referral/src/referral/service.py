@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select
 
+from referral import charities
 from referral.models import Need
 from shared.auth import Principal
 from shared.authz import region_clause
@@ -14,8 +15,8 @@ from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 
-# Skeleton: a denial publishes a general living-costs need. Matching needs to charity categories, claims,
-# delivery and consent-based unmasking belong to the charity-referral issue.
+# A denial publishes a general living-costs need; finer categories (medical, education, ...) from the
+# household's situation, and needs for gaps aid leaves, are not built yet.
 DEFAULT_CATEGORY = "food"
 
 
@@ -51,7 +52,11 @@ async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) 
 
 
 async def list_needs(uow: UnitOfWork, area: str | None, limit: int, principal: Principal) -> list[Need]:
-    statement = select(Need).where(region_clause(principal, Need.area)).order_by(Need.created_at.desc()).limit(limit)
+    """Needs in the caller's region; a charity sees only its categories and areas (charities.py)."""
+    scope = region_clause(principal, Need.area)
+    if principal.role == "charity":
+        scope = scope & charities.visible_to(charities.organisation_of(principal))
+    statement = select(Need).where(scope).order_by(Need.created_at.desc()).limit(limit)
     if area:
         statement = statement.where(Need.area == area)
     return list((await uow.session.execute(statement)).scalars())

@@ -14,3 +14,24 @@ class NeedPublished(Event):
     area: str
     amount: Money | None = None
     reason: str = ""
+
+
+class NeedClaimed(Event):
+    """A charity took the need on (within its categories, areas and capacity)."""
+
+    event_type = "referral.need.claimed"
+
+    case_id: str
+    need_id: str
+    organisation: str
+
+
+class NeedDelivered(Event):
+    """The charity says the help was given."""
+
+    event_type = "referral.need.delivered"
+
+    case_id: str
+    need_id: str
+    organisation: str
+    amount: Money | None = None

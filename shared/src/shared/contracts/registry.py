@@ -30,5 +30,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         disbursement.PaymentCancelled,
         disbursement.MismatchFlagged,
         referral.NeedPublished,
+        referral.NeedClaimed,
+        referral.NeedDelivered,
     )
 }
