@@ -317,6 +317,27 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         follow(client, case_id, lambda c: c["referrals"][0]["status"] == "claimed")
 
 
+def test_the_means_test_finds_an_undeclared_wage(stack: Stack) -> None:
+    """The applicant declares 800.00 a month; the development registry (the stack's verification source)
+    holds a wage of 5200.00 for him. The case shows the difference, and the refusal rests on the verified
+    figure."""
+    body = application()
+    body["household"]["members"][0]["id_number"] = "310115196606060113"  # eligibility/verification_registry.toml
+    with stack.client("intake") as client:
+        response = client.post("/v1/applications", json=body)
+        assert response.status_code == 201, response.text
+        case_id = response.json()["case_id"]
+        case = follow(client, case_id, lambda c: c["verification"] and c["determinations"])
+        verification = case["verification"]
+        assert verification["status"] == "completed"
+        assert verification["sources"] == ["declared", "registry"]
+        assert verification["evidence"] == [{"source": "registry", "data_as_of": "2026-11-01", "members_found": 1}]
+        assert {(d["member"], d["field"], d["declared"], d["verified"]) for d in verification["differences"]} == {
+            ("m1", "income.wage", "800.00", "5200.00")
+        }
+        assert case["determinations"][0]["reasons"][0]["code"] == "income_not_below_standard"
+
+
 def test_a_household_that_withdraws_is_paid_nothing_more(stack: Stack) -> None:
     """Approved, its first payment held (no account yet); the household withdraws: eligibility stops the
     allowance, disbursement cancels what never reached the bank, and the case shows both."""

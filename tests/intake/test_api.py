@@ -47,14 +47,28 @@ class TestSubmitApplication:
     async def test_the_event_carries_no_name_or_id_number(self, services: ServiceFactory) -> None:
         from sqlalchemy import select
 
+        from shared.pii import DEV_LINKAGE_KEY, person_key
+
         async with api_client(services, "intake") as client:
-            await client.post("/v1/applications", json=application())
+            body = application()
+            await client.post("/v1/applications", json=body)
             async with client.runtime.engine.connect() as conn:
                 payload = (await conn.execute(select(messaging.outbox.c.payload))).scalar_one()
             text = str(payload)
-            for member in application()["household"]["members"]:
+            for member in body["household"]["members"]:
                 assert member["id_number"] not in text
                 assert member["name"] not in text
+            # Instead, the pseudonymous key a verification source finds the person by.
+            keys = [m["person_key"] for m in payload["household"]["members"]]
+            assert keys == [person_key(m["id_number"], DEV_LINKAGE_KEY) for m in body["household"]["members"]]
+
+    async def test_a_client_may_not_set_a_person_key(self, services: ServiceFactory) -> None:
+        async with api_client(services, "intake") as client:
+            body = application()
+            body["household"]["members"][0]["person_key"] = "0" * 64
+            response = await client.post("/v1/applications", json=body)
+            assert response.status_code == 422
+            assert await nothing_written(client)
 
     async def test_same_key_and_body_return_the_same_case(self, services: ServiceFactory) -> None:
         async with api_client(services, "intake") as client:

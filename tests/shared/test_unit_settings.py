@@ -19,6 +19,7 @@ class TestSettings:
             ("INTAKE_DATABASE_URL", "mysql://x"),
             ("DOUDI_ENV", "staging"),
             ("DOUDI_CONSUMER_MAX_ATTEMPTS", "0"),
+            ("DOUDI_LINKAGE_KEY", "c2hvcnQ="),
         ],
     )
     def test_a_bad_setting_is_one_line_naming_the_variable(
@@ -44,3 +45,28 @@ class TestSettings:
         monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+asyncpg://db/intake")
         with pytest.raises(SettingsError, match="DOUDI_AUTH_JWKS_URL"):
             load_settings(IntakeSettings)
+
+    def test_production_refuses_the_development_linkage_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DOUDI_ENV", "production")
+        monkeypatch.setenv("DOUDI_AUTH_JWKS_URL", "https://idp.example/jwks")
+        monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+asyncpg://db/intake")
+        with pytest.raises(SettingsError, match="DOUDI_LINKAGE_KEY"):
+            load_settings(IntakeSettings)
+
+    @pytest.mark.parametrize(
+        ("variables", "named"),
+        [
+            ({"ELIGIBILITY_VERIFICATION_SOURCES": "registry,oracle"}, "ELIGIBILITY_VERIFICATION_SOURCES"),
+            ({"ELIGIBILITY_VERIFICATION_SOURCES": "http"}, "ELIGIBILITY_VERIFICATION_URL"),
+            ({"ELIGIBILITY_VERIFICATION_REGISTRY": "/no/such/file.toml"}, "ELIGIBILITY_VERIFICATION_REGISTRY"),
+        ],
+    )
+    def test_verification_sources_are_checked_at_start(
+        self, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+    ) -> None:
+        from eligibility.settings import EligibilitySettings
+
+        for variable, value in variables.items():
+            monkeypatch.setenv(variable, value)
+        with pytest.raises(SettingsError, match=named):
+            load_settings(EligibilitySettings)

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.pii import DEV_LINKAGE_KEY, PiiKeyError, parse_hash_keys
+
 DEV_SECRET = "doudi-development-only-secret"
 
 
@@ -44,6 +46,10 @@ class ServiceSettings(BaseSettings):
     auth_jwks_url: str = common("AUTH_JWKS_URL", default="")
     auth_issuer: str = common("AUTH_ISSUER", default="doudi-dev")
     auth_audience: str = common("AUTH_AUDIENCE", default="doudi")
+
+    # The key of the pseudonymous person keys events carry instead of ID numbers (shared.pii.person_key);
+    # intake and the verification centre hold it. Base64, at least 32 bytes.
+    linkage_key: str = common("LINKAGE_KEY", default=DEV_LINKAGE_KEY)
 
     # Abuse limits.
     max_body_bytes: int = common("MAX_BODY_BYTES", default=1_048_576, ge=1024)
@@ -82,6 +88,15 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
 
+    @field_validator("linkage_key")
+    @classmethod
+    def _linkage_key_is_a_key(cls, value: str) -> str:
+        try:
+            parse_hash_keys(value)
+        except PiiKeyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_async(cls, value: str) -> str:
@@ -97,6 +112,8 @@ class ServiceSettings(BaseSettings):
             if self.env == "production":
                 raise ValueError("database_url must be set in production")
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+        if self.env == "production" and self.linkage_key == DEV_LINKAGE_KEY:
+            raise ValueError("DOUDI_LINKAGE_KEY must be set in production")
         if not self.port:
             self.port = self.default_port
         return self

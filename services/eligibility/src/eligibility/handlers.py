@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eligibility import leads, lifecycle, service
+from eligibility.sources import sources_for
 from shared.clock import Clock
 from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn, SignalReceived
 from shared.db.uow import UnitOfWork
@@ -14,9 +15,11 @@ from shared.messaging.envelope import Envelope
 
 def build_handlers(settings: Any) -> dict[str, Handler]:
     clock = Clock.for_data_dir(settings.data_dir, production=settings.env == "production")
+    sources = sources_for(settings)
+    retry_seconds = float(getattr(settings, "verification_retry_seconds", 30.0))
 
     async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
-        await service.assess_application(uow, event, clock)
+        await service.assess_application(uow, event, clock, sources, retry_seconds)
 
     async def on_application_withdrawn(uow: UnitOfWork, event: ApplicationWithdrawn, envelope: Envelope) -> None:
         await lifecycle.withdraw_case(uow, event)

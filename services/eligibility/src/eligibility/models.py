@@ -31,7 +31,23 @@ class Verification(Base):
     counted_members: Mapped[int]
     counted_monthly_income: Mapped[Decimal] = mapped_column(Money())
     per_capita_monthly_income: Mapped[Decimal] = mapped_column(Money())
+    # Each source's freshness and reach, and where it differed from the declaration (verification.py).
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    differences: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     completed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PendingVerification(Base):
+    """An application whose verification sources could not answer yet: retried with backoff until they do."""
+
+    __tablename__ = "pending_verifications"
+
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    application: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Determination(Base):

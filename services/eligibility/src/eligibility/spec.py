@@ -4,6 +4,7 @@ from eligibility.api.routes import router
 from eligibility.decisions import close_notices
 from eligibility.handlers import build_handlers
 from eligibility.models import Base, messaging
+from eligibility.service import retry_verifications
 from eligibility.settings import EligibilitySettings
 from shared.service import ServiceSpec
 
@@ -15,6 +16,6 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=build_handlers,
-    background=[close_notices],
+    background=[close_notices, retry_verifications],
     description="Economic-status verification and eligibility determinations.",
 )

@@ -16,6 +16,7 @@ async def on_case_event(uow: UnitOfWork, event: Event, envelope: Envelope) -> No
 HANDLERS: dict[str, Handler] = dict.fromkeys(
     (
         "eligibility.verification.completed",
+        "eligibility.verification.delayed",
         "eligibility.determination.proposed",
         "eligibility.determination.noticed",
         "eligibility.determination.objected",

@@ -32,6 +32,9 @@ class Case(Base):
     payee_account: Mapped[str | None] = mapped_column(String(40))
     submitted_on: Mapped[date]
     verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The means test as the case view shows it: completed (sources, their freshness, differences from the
+    # declaration) or delayed (which source, why, when it is tried again).
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

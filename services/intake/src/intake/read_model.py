@@ -35,6 +35,7 @@ from shared.contracts.eligibility import (
     DeterminationStopped,
     DeterminationWithdrawn,
     VerificationCompleted,
+    VerificationDelayed,
 )
 from shared.contracts.referral import NeedClaimed, NeedDelivered, NeedPublished
 from shared.db.base import utcnow
@@ -73,6 +74,21 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
     match event:
         case VerificationCompleted():
             case.verified_at = case.verified_at or occurred_at
+            case.verification = {
+                "status": "completed",
+                "sources": event.sources,
+                "evidence": [e.model_dump(mode="json") for e in event.evidence],
+                "differences": [d.model_dump(mode="json") for d in event.differences],
+                "discrepancies": event.discrepancies,
+            }
+        case VerificationDelayed() if case.verified_at is None:
+            case.verification = {
+                "status": "delayed",
+                "reason": event.reason,
+                "sources_down": event.sources_down,
+                "attempts": event.attempts,
+                "next_attempt_at": event.next_attempt_at.isoformat(),
+            }
         case (
             DeterminationProposed()
             | DeterminationNoticed()

@@ -48,7 +48,10 @@ def _already_open(ref: str, case_id: str) -> PersonInOpenCase:
 async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault: PiiVault, filed_by: str = "") -> Case:
     now = utcnow()
     case_id = str(uuid.uuid4())
-    facts = HouseholdFacts.model_validate({**command.household.model_dump(mode="json"), "emergency": command.emergency})
+    household = command.household.model_dump(mode="json")
+    for member in household["members"]:  # the verification centre finds people by their pseudonymous key
+        member["person_key"] = vault.person_key(member["id_number"])
+    facts = HouseholdFacts.model_validate({**household, "emergency": command.emergency})
     # Empty means the household asked for nothing in particular: every programme is evaluated anyway.
     programmes = list(command.programmes or [])
     case = Case(

@@ -44,10 +44,10 @@ class IntakeSettings(ServiceSettings):
 
 
 @cache
-def _vault(keys: str, hash_keys: str) -> PiiVault:
-    return PiiVault(keys, hash_keys)
+def _vault(keys: str, hash_keys: str, linkage_key: str) -> PiiVault:
+    return PiiVault(keys, hash_keys, linkage_key)
 
 
 def vault_for(settings: ServiceSettings) -> PiiVault:
     assert isinstance(settings, IntakeSettings)
-    return _vault(settings.pii_keys, settings.pii_hash_keys)
+    return _vault(settings.pii_keys, settings.pii_hash_keys, settings.linkage_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +18,26 @@ class Reason(BaseModel):
     source: str = ""
 
 
+class SourceEvidence(BaseModel):
+    """What one verification source said: how fresh its data is and how many members it knew."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    source: str
+    data_as_of: date | None = None
+    members_found: int = 0
+
+
+class Difference(BaseModel):
+    """A figure the household declared that a source verified differently; the verified figure counts."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    member: str | None = None  # the member's ref; None for the household's assets
+    field: str
+    declared: str
+    verified: str
+    source: str
+
+
 class VerificationCompleted(Event):
     event_type = "eligibility.verification.completed"
 
@@ -28,6 +48,21 @@ class VerificationCompleted(Event):
     counted_monthly_income: Money
     per_capita_monthly_income: Money
     discrepancies: list[str] = []
+    evidence: list[SourceEvidence] = []
+    differences: list[Difference] = []
+
+
+class VerificationDelayed(Event):
+    """A verification source could not answer: the case waits (it is neither approved nor denied) and is
+    tried again from `next_attempt_at`."""
+
+    event_type = "eligibility.verification.delayed"
+
+    case_id: str
+    reason: str
+    sources_down: list[str]
+    attempts: int
+    next_attempt_at: datetime
 
 
 class _Determination(Event):

@@ -65,6 +65,8 @@ class MemberFacts(_Facts):
     """A member as the rules see them: no name and no ID number travel in events."""
 
     ref: str = Field(min_length=1, max_length=40)
+    # The pseudonymous key a verification source finds the person by (shared.pii.person_key); set by intake.
+    person_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     relationship: Relationship
     birth_date: date
     hukou_region: str = Field(pattern=r"^\d{6}$")

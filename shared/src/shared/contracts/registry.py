@@ -13,6 +13,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         intake.ApplicationReviewed,
         intake.SignalReceived,
         eligibility.VerificationCompleted,
+        eligibility.VerificationDelayed,
         eligibility.DeterminationProposed,
         eligibility.DeterminationNoticed,
         eligibility.DeterminationObjected,

@@ -145,6 +145,7 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
         submitted_on=case.submitted_on,
         created_at=case.created_at,
         updated_at=case.updated_at,
+        verification=case.verification,
         members=[
             MemberRead(
                 ref=m.ref,

@@ -21,6 +21,7 @@ class MemberCreate(MemberFacts):
 
     name: str = Field(min_length=1, max_length=50)
     id_number: str
+    person_key: None = Field(default=None, description="set by intake from the ID number; not to be sent")
 
     @field_validator("id_number")
     @classmethod
@@ -145,6 +146,9 @@ class CaseRead(BaseModel):
     submitted_on: date
     created_at: datetime
     updated_at: datetime
+    # The means test: {"status": "completed", sources, evidence, differences} or {"status": "delayed",
+    # reason, sources_down, next_attempt_at}; null until eligibility has started on it.
+    verification: dict[str, Any] | None = None
     members: list[MemberRead]
     determinations: list[DeterminationRead]
     payments: list[PaymentRead]
