@@ -315,6 +315,11 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         assert claimed.status_code == 200, claimed.text
     with stack.client("intake") as client:  # the claim reaches the case view as an event
         follow(client, case_id, lambda c: c["referrals"][0]["status"] == "claimed")
+    with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as client:
+        delivered = client.post(f"/v1/needs/{need['need_id']}/delivery", json={"amount": "300.00", "note": "米面油"})
+        assert delivered.status_code == 200, delivered.text
+    with stack.client("intake") as client:
+        follow(client, case_id, lambda c: c["referrals"][0]["status"] == "delivered")
 
 
 def test_the_means_test_finds_an_undeclared_wage(stack: Stack) -> None:

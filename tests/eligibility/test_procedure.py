@@ -180,6 +180,16 @@ class TestOfficer:
             assert body["status"] == "denied"
             assert body["notice_due"] == calendar().add_working_days(today, 3).isoformat()  # S5 第二十一条
             assert (await events_of(client, case_id))[-1] == "eligibility.determination.denied"
+            outbox = messaging.outbox
+            async with client.runtime.engine.connect() as conn:
+                payload = (
+                    await conn.execute(
+                        select(outbox.c.payload).where(
+                            outbox.c.kafka_key == case_id, outbox.c.event_type == "eligibility.determination.denied"
+                        )
+                    )
+                ).scalar_one()
+            assert payload["need_categories"] == ["food"]  # for referral: a working-age adult, basic living
 
     async def test_an_officer_who_does_not_confirm_a_grant_denies_it_with_the_reason(
         self, services: ServiceFactory

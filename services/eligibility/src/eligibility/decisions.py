@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from eligibility import workflow
+from eligibility import domain, workflow
 from eligibility.models import Determination, Verification
 from eligibility.service import DeterminationNotFound, approved_event, common_fields
 from shared.auth import Principal
@@ -67,8 +67,11 @@ async def _deny(uow: UnitOfWork, determination: Determination, clock: Clock, ext
     determination.notice_due = workflow.refusal_notice_due(determination.region, today)
     if extra:
         determination.reasons = [*determination.reasons, *(r.model_dump() for r in extra)]
+    categories = domain.need_categories(await _household(uow, determination.case_id), today)
     await uow.outbox.add(
-        DeterminationDenied(**common_fields(determination), notice_due=determination.notice_due),
+        DeterminationDenied(
+            **common_fields(determination), notice_due=determination.notice_due, need_categories=categories
+        ),
         key=determination.case_id,
     )
 

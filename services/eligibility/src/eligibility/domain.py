@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -35,3 +36,33 @@ def decision_from(result: dict[str, Any]) -> Decision:
     monthly = Decimal(result["monthly_amount"])
     paid = programme in ("subsistence_allowance", "expenditure_hardship") and eligible and monthly > 0
     return Decision(eligible, monthly, None, "monthly" if paid else "none", reasons)
+
+
+def need_categories(household: dict[str, Any], on: date) -> list[str]:
+    """What kind of help a refused household's situation points to, for charities (the categories of
+    referral's register), most specific first; `food` (basic living) always last. Read from the verified
+    facts: medical costs or a serious illness, a disability, education costs or a student, a member aged 60
+    or more, a child under 18, a home lost to fire or disaster."""
+    members = household.get("members") or []
+    spending = household.get("expenditures") or {}
+    emergency = household.get("emergency") or {}
+
+    def age(member: dict[str, Any]) -> int:
+        born = date.fromisoformat(str(member["birth_date"]))
+        return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+    found = []
+    if Decimal(str(spending.get("medical_monthly") or 0)) > 0 or any(m.get("serious_illness") for m in members):
+        found.append("medical")
+    if any(m.get("disability") for m in members):
+        found.append("disability")
+    studying = any((m.get("education") or "none") not in ("none", "compulsory") and age(m) < 25 for m in members)
+    if Decimal(str(spending.get("education_monthly") or 0)) > 0 or studying:
+        found.append("education")
+    if any(age(m) >= 60 for m in members):
+        found.append("elderly")
+    if any(age(m) < 18 for m in members):
+        found.append("children")
+    if emergency.get("kind") in ("fire", "disaster"):
+        found.append("housing")
+    return [*found, "food"]

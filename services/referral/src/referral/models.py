@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -21,10 +21,12 @@ class Need(Base):
     """A household's need, published to charities masked: no name, no ID number."""
 
     __tablename__ = "needs"
+    # A household refused several programmes needs each kind of help once.
+    __table_args__ = (UniqueConstraint("case_id", "category"),)
 
     need_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(36), index=True)
-    determination_id: Mapped[str] = mapped_column(String(36), unique=True)
+    determination_id: Mapped[str] = mapped_column(String(36), index=True)
     category: Mapped[str] = mapped_column(String(30))
     area: Mapped[str] = mapped_column(String(12), index=True)
     amount: Mapped[Decimal | None] = mapped_column(Money())

@@ -15,40 +15,46 @@ from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 
-# A denial publishes a general living-costs need; finer categories (medical, education, ...) from the
-# household's situation, and needs for gaps aid leaves, are not built yet.
+# Without categories from eligibility (an event from before they were sent), a denial's need is for basic
+# living. Needs for the gap aid leaves (a large medical bill beyond what was granted) are not built yet.
 DEFAULT_CATEGORY = "food"
 
 
 async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
-    """One need per case: a household denied several programmes needs help once, not once per programme."""
-    existing = await uow.session.execute(select(Need.need_id).where(Need.case_id == denied.case_id).limit(1))
-    if existing.first() is not None:
-        return
-    need = Need(
-        need_id=str(uuid.uuid4()),
-        case_id=denied.case_id,
-        determination_id=denied.determination_id,
-        category=DEFAULT_CATEGORY,
-        area=denied.region,
-        amount=None,
-        reason=denied.reasons[0].code if denied.reasons else "denied",
-        status="published",
-        created_at=utcnow(),
+    """A need per category the household's situation points to (DeterminationDenied.need_categories), each
+    once per case: a household refused several programmes needs each kind of help once, not per programme."""
+    published = set(
+        (await uow.session.execute(select(Need.category).where(Need.case_id == denied.case_id))).scalars().all()
     )
-    uow.session.add(need)
+    reason = denied.reasons[0].code if denied.reasons else "denied"
+    for category in denied.need_categories or [DEFAULT_CATEGORY]:
+        if category in published:
+            continue
+        published.add(category)
+        need = Need(
+            need_id=str(uuid.uuid4()),
+            case_id=denied.case_id,
+            determination_id=denied.determination_id,
+            category=category,
+            area=denied.region,
+            amount=None,
+            reason=reason,
+            status="published",
+            created_at=utcnow(),
+        )
+        uow.session.add(need)
+        await uow.outbox.add(
+            NeedPublished(
+                case_id=need.case_id,
+                need_id=need.need_id,
+                category=need.category,
+                area=need.area,
+                amount=need.amount,
+                reason=need.reason,
+            ),
+            key=need.case_id,
+        )
     await uow.session.flush()
-    await uow.outbox.add(
-        NeedPublished(
-            case_id=need.case_id,
-            need_id=need.need_id,
-            category=need.category,
-            area=need.area,
-            amount=need.amount,
-            reason=need.reason,
-        ),
-        key=need.case_id,
-    )
 
 
 async def list_needs(uow: UnitOfWork, area: str | None, limit: int, principal: Principal) -> list[Need]:

@@ -120,6 +120,9 @@ class DeterminationDenied(_Determination):
 
     # Written notice of the refusal, with reasons, is due by this date (3 working days; S5 第二十一条).
     notice_due: date | None = None
+    # What kind of help the household's situation points to, for referral to charities (most specific
+    # first, `food` last): medical, disability, education, elderly, children, housing, food.
+    need_categories: list[str] = []
 
 
 class DeterminationWithdrawn(_Determination):
