@@ -19,6 +19,13 @@ log = get_logger(__name__)
 DATA = Path(__file__).parent / "data" / "holidays.toml"
 
 
+@lru_cache(maxsize=64)
+def _missing_year(year: int) -> None:
+    """Said once per process and year, not once per day counted (every deadline into such a year counts
+    dozens of days)."""
+    log.warning("holiday_calendar_missing_year", year=year)
+
+
 @dataclass(frozen=True)
 class Calendar:
     holidays: frozenset[date]
@@ -40,7 +47,7 @@ class Calendar:
         while days:
             day += timedelta(days=1)
             if day.year not in self.years:
-                log.warning("holiday_calendar_missing_year", year=day.year)
+                _missing_year(day.year)
             if self.is_working_day(day):
                 days -= 1
         return day
