@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate bench clean image lock manifests
+.PHONY: install up test test-fast test-e2e test-postgres lint fmt migrate bench chaos clean image lock manifests
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ test-postgres: install
 # Benchmarks (not tests: nothing here asserts a time). Results go to docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench.eligibility $(BENCH_ARGS)
+	$(BIN)/python -m bench.stack $(BENCH_STACK_ARGS)
+
+# Faults under load, then the invariants (a bounded run of about three minutes). Results go to docs/reliability.md.
+chaos: install
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/ruff check shared services tests bench

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.report import OUTPUT, machine, spread, write_section
 from eligibility.columns import ColumnBuilder
 from eligibility.engine import Scalars, evaluate
 from eligibility.params import catalogue
@@ -35,10 +34,6 @@ from tests.eligibility.households import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
 def engine_throughput(n: int, repeats: int) -> dict[str, list[float]]:
@@ -137,23 +132,11 @@ def evaluation_latency(requests: int, repeats: int) -> dict[str, list[float]]:
     return {"p50_ms": p50s, "p99_ms": p99s}
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--households", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
 
     print("engine throughput (one core)...", flush=True)  # noqa: T201
@@ -207,16 +190,7 @@ def main() -> int:
         "The memory figure is the largest single process (the parent or one of the two workers); three "
         "processes run, so the total is at most three times it.\n"
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Benchmarks\n\nEvery figure here was produced by the command given with it, on the machine named.\n\n"
-    existing = args.output.read_text() if args.output.exists() else header
-    if "## Eligibility" in existing:
-        before, _, rest = existing.partition("## Eligibility")
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        existing = before + section + ("\n" + after if after else "")
-    else:
-        existing = existing.rstrip() + "\n\n" + section
-    args.output.write_text(existing)
+    write_section("Eligibility", section, args.output)
     print(f"written to {args.output}")  # noqa: T201
     return 0
 
