@@ -132,6 +132,43 @@ class TestOutboxRelay:
             await runner.process(NoCommitConsumer(), batches)
             assert await count_needs(runtime, case_id) == 1
 
+    async def test_republishing_since_a_moment_sends_those_events_again_in_order_with_their_ids(
+        self, services: ServiceFactory
+    ) -> None:
+        """After the broker lost its log: what was published since then goes out again, nothing older."""
+        from datetime import timedelta
+
+        from shared.db.base import utcnow
+        from shared.messaging.relay import OutboxRelay, republish_since
+
+        async with manual(services, "referral") as runtime:
+            relay = OutboxRelay(
+                engine=runtime.engine,
+                table=messaging.outbox,
+                producer=runtime.producer,
+                service="referral",
+                source="/tests",
+            )
+            key = str(uuid.uuid4())
+            async with runtime.uow() as uow:
+                for n in range(4):
+                    await uow.outbox.add(
+                        NeedPublished(case_id=key, need_id=f"{n:02d}", category="food", area="310115"), key=key
+                    )
+                await uow.commit()
+            await relay.publish_batch()
+            outbox = messaging.outbox
+            async with runtime.engine.begin() as conn:  # the first two went out an hour before the loss
+                old = utcnow() - timedelta(hours=1)
+                await conn.execute(update(outbox).where(outbox.c.seq <= 2).values(published_at=old))
+                ids = list((await conn.execute(select(outbox.c.event_id).order_by(outbox.c.seq))).scalars())
+            assert await republish_since(runtime.engine, outbox, utcnow() - timedelta(minutes=5)) == 2
+            assert await relay.backlog() == 2
+            await relay.publish_batch()
+            records = await read_topic(runtime.settings.kafka_bootstrap_servers, "referral.need", keys={key}, expect=6)
+            sent = [Envelope.from_kafka(r.key, r.value, r.headers).id for r in records]
+            assert sent == [*ids, *ids[2:]]  # the last two again, same ids, same order
+
 
 class TestConsumerRunner:
     async def test_redelivery_after_a_crash_between_db_commit_and_offset_commit_has_no_second_effect(

@@ -116,6 +116,36 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(results) else 1
 
 
+def _outbox_republish(args: argparse.Namespace) -> int:
+    """Send again every event each service published since a moment (after the broker lost what it held)."""
+    from datetime import UTC, datetime
+
+    from shared.db.engine import make_engine
+    from shared.messaging.relay import republish_since
+
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        print(f"doudi: --since {args.since!r} is not an ISO 8601 date-time", file=sys.stderr)  # noqa: T201
+        return 2
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")
+    names = [args.service] if args.service else list(settings)
+
+    async def republish(name: str) -> int:
+        engine = make_engine(settings[name].database_url)
+        try:
+            return await republish_since(engine, load_spec(name).tables.outbox, since)
+        finally:
+            await engine.dispose()
+
+    for name in names:
+        count = asyncio.run(republish(name))
+        print(f"{name}: {count:,} events published since {since.isoformat()} will be sent again")  # noqa: T201
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     """Re-screen households near the line in the eligibility database; the running service's relay
     publishes the leads. Safe to run again for the same date."""
@@ -440,6 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     dlq_replay.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     dlq_replay.add_argument("--dry-run", action="store_true", help="list the dead letters, send nothing")
     dlq_replay.set_defaults(func=_dlq_replay)
+    outbox = commands.add_parser("outbox", help="the services' transactional outboxes")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    republish = outbox_commands.add_parser(
+        "republish", help="send again every event published since a moment (after the broker lost its log)"
+    )
+    republish.add_argument("--since", required=True, help="ISO 8601 date-time (UTC if no offset), before the loss")
+    republish.add_argument("--service", choices=SERVICES, default=None)
+    republish.set_defaults(func=_outbox_republish)
     manifests = commands.add_parser("manifests", help="write the Kubernetes manifests (kustomize) for deploy/k8s")
     manifests.add_argument("--output", type=Path, default=Path("deploy/k8s"))
     manifests.set_defaults(func=_manifests)

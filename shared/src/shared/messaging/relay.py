@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -199,3 +199,17 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) ->
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def republish_since(engine: AsyncEngine, table: Table, since: datetime) -> int:
+    """Mark every outbox row published at or after `since` as unpublished again, so the relay sends it once
+    more, in its original order and with its original event id (consumers' inboxes drop what they already
+    applied). This re-drives every case after the broker lost what it held (the embedded broker keeps its
+    log in memory; a Kafka cluster restored from an old state): choose `since` before the loss, less the
+    longest consumer lag. Rows older than the relay's pruning age are gone and cannot be re-sent."""
+    t = table
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(t).where(t.c.published_at.is_not(None), t.c.published_at >= since).values(published_at=None)
+        )
+    return int(result.rowcount or 0)
