@@ -52,6 +52,38 @@ async def payments_for(runtime: object, period: str) -> list[tuple[str, int]]:
 
 
 class TestPaymentRun:
+    async def test_a_full_chunk_goes_in_whatever_the_drivers_parameter_cap(self, services: ServiceFactory) -> None:
+        """5,000 entitlements in one chunk: 50,000 values in one INSERT broke the run on PostgreSQL (asyncpg
+        takes at most 32,767 parameters); the insert goes in slices."""
+        from sqlalchemy import insert
+
+        from disbursement.models import Entitlement
+        from shared.db.base import utcnow
+
+        async with api_client(services, "disbursement") as client:
+            rows = [
+                {
+                    "entitlement_id": str(uuid.uuid4()),
+                    "determination_id": str(uuid.uuid4()),
+                    "case_id": str(uuid.uuid4()),
+                    "programme": "subsistence_allowance",
+                    "region": "310115",
+                    "kind": "monthly",
+                    "amount": Decimal("500.00"),
+                    "first_period": "2026-01",
+                    "payee_account": "6222021001112223",
+                    "status": "active",
+                    "created_at": utcnow(),
+                }
+                for _ in range(5_000)
+            ]
+            async with client.runtime.engine.begin() as conn:
+                await conn.execute(insert(Entitlement), rows)
+            async with client.runtime.uow() as uow:
+                report = await payment_run.run_payments(uow, "2026-03", NATIONAL)
+            assert report["payments"] == 5_000
+            assert {n for _, n in await payments_for(client.runtime, "2026-03")} == {1}
+
     async def test_pays_every_entitlement_once_however_often_it_runs(self, services: ServiceFactory) -> None:
         async with api_client(services, "disbursement") as client:
             await approve(client.runtime, 25)

@@ -15,6 +15,10 @@ from disbursement.domain import PAYING
 from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.db.base import utcnow
 
+# Rows per multi-row INSERT: ten columns each, so 10,000 parameters, under asyncpg's 32,767 and SQLite's
+# 32,766 (a payment run's chunk of 5,000 in one statement broke the run on PostgreSQL).
+INSERT_ROWS = 1_000
+
 
 async def add_missing_payments(
     session: AsyncSession, entitlements: Sequence[Entitlement], period: str
@@ -42,16 +46,18 @@ async def add_missing_payments(
     ]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inserted = set(
-        (
-            await session.execute(
-                insert(Payment)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["entitlement_id", "period"])
-                .returning(Payment.payment_id)
-            )
-        ).scalars()
-    )
+    inserted: set[str] = set()
+    for start in range(0, len(rows), INSERT_ROWS):  # bound parameters per statement stay under the drivers' caps
+        inserted.update(
+            (
+                await session.execute(
+                    insert(Payment)
+                    .values(rows[start : start + INSERT_ROWS])
+                    .on_conflict_do_nothing(index_elements=["entitlement_id", "period"])
+                    .returning(Payment.payment_id)
+                )
+            ).scalars()
+        )
     by_id = {e.entitlement_id: e for e in entitlements}
     created = []
     if inserted:
