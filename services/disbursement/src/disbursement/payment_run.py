@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from disbursement import repository
 from disbursement.models import Entitlement, Payment, PaymentRun
@@ -38,6 +38,9 @@ async def run_payments(uow: UnitOfWork, period: str, principal: Principal, chunk
                         repository.due_in(period),
                         Entitlement.entitlement_id > after,
                         scope,
+                        # Already instructed (a resumed run): skipped here; the insert's ON CONFLICT still
+                        # guards a run racing another.
+                        ~exists().where(Payment.entitlement_id == Entitlement.entitlement_id, Payment.period == period),
                     )
                     .order_by(Entitlement.entitlement_id)
                     .limit(chunk)
@@ -49,18 +52,22 @@ async def run_payments(uow: UnitOfWork, period: str, principal: Principal, chunk
         if not due:
             break
         created = await repository.add_missing_payments(uow.session, due, period)
-        for payment, entitlement in created:
-            await uow.outbox.add(
-                PaymentInstructed(
-                    case_id=payment.case_id,
-                    payment_id=payment.payment_id,
-                    determination_id=entitlement.determination_id,
-                    programme=entitlement.programme,
-                    period=period,
-                    amount=payment.amount,
-                ),
-                key=payment.case_id,
-            )
+        await uow.outbox.add_many(
+            [
+                (
+                    PaymentInstructed(
+                        case_id=payment.case_id,
+                        payment_id=payment.payment_id,
+                        determination_id=entitlement.determination_id,
+                        programme=entitlement.programme,
+                        period=period,
+                        amount=payment.amount,
+                    ),
+                    payment.case_id,
+                )
+                for payment, entitlement in created
+            ]
+        )
         run.instructed += len(created)
         after = due[-1].entitlement_id
         await uow.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,3 +39,27 @@ class Outbox:
         )
         self.pending += 1
         return event_id
+
+    async def add_many(self, events: Sequence[tuple[Event, str]]) -> list[str]:
+        """Queue many events (each with its key) in one executemany: a payment run's chunk, not one INSERT
+        per payment. Order is kept (the relay sends by sequence)."""
+        if not events:
+            return []
+        context, now = trace(), utcnow()
+        rows = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "topic": topic_for(event.event_type),
+                "kafka_key": key,
+                "event_type": event.event_type,
+                "payload": event.model_dump(mode="json"),
+                "traceparent": context.traceparent,
+                "correlation_id": context.correlation_id,
+                "created_at": now,
+                "attempts": 0,
+            }
+            for event, key in events
+        ]
+        await self._session.execute(insert(self._table), rows)
+        self.pending += len(rows)
+        return [row["event_id"] for row in rows]
