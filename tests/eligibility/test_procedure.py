@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from eligibility import decisions, lifecycle, service
+from eligibility import assessment, decisions, lifecycle
 from eligibility.models import Determination, messaging
 from shared.clock import Clock
 from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
@@ -46,7 +46,7 @@ def as_(services: ServiceFactory, role: str, subject: str = "officer-wang") -> d
 
 async def assessed(client: Any, event: ApplicationSubmitted) -> dict[str, Determination]:
     async with client.runtime.uow() as uow:
-        await service.assess_application(uow, event, client.runtime.clock)
+        await assessment.assess_application(uow, event, client.runtime.clock)
         await uow.commit()
     async with client.runtime.sessionmaker() as session:
         rows = (await session.execute(select(Determination).where(Determination.case_id == event.case_id))).scalars()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from eligibility import service, verification
+from eligibility import assessment, verification
 from eligibility.models import Determination, PendingVerification, Verification
 from eligibility.sources import (
     DEV_REGISTRY,
@@ -200,7 +200,7 @@ async def test_a_source_that_is_down_delays_the_case_and_it_is_decided_on_verifi
         case_id = str(uuid.uuid4())
         centre.mode = "down"
         async with client.runtime.uow() as uow:
-            await service.assess_application(uow, application(case_id), client.runtime.clock, [source], 0.01)
+            await assessment.assess_application(uow, application(case_id), client.runtime.clock, [source], 0.01)
             await uow.commit()
         assert await determinations(client, case_id) == {}  # neither approved nor denied for want of an answer
         assert await events_of(client, case_id) == ["eligibility.verification.delayed"]
@@ -212,7 +212,7 @@ async def test_a_source_that_is_down_delays_the_case_and_it_is_decided_on_verifi
 
         centre.mode = "up"
         async with client.runtime.uow() as uow:
-            assert await service.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 1
+            assert await assessment.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 1
             await uow.commit()
         found = await determinations(client, case_id)
         # Declared 500.00 a month, but a wage of 5200.00 is on record: refused on the verified figure.
@@ -229,16 +229,21 @@ async def test_a_source_that_is_down_delays_the_case_and_it_is_decided_on_verifi
             "eligibility.verification.completed",
         ]
         async with client.runtime.uow() as uow:  # nothing left to retry
-            assert await service.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 0
+            assert await assessment.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 0
 
 
-async def test_aid_first_does_not_wait_for_a_source_that_is_down(services: ServiceFactory, centre: Centre) -> None:
+async def test_aid_first_does_not_wait_for_a_source_that_is_down_and_verification_then_confirms_it(
+    services: ServiceFactory, centre: Centre
+) -> None:
+    """Aid first is paid while the centre is down; when it answers, the grant is confirmed. (Emergency aid
+    is not means-tested by the rules, so even the undeclared wage of 5200.00 does not undo it; the
+    subsistence allowance is refused on it.)"""
     source = http_source(centre, cache_seconds=0)
     async with api_client(services, "eligibility") as client:
         case_id = str(uuid.uuid4())
         centre.mode = "down"
         async with client.runtime.uow() as uow:
-            await service.assess_application(
+            await assessment.assess_application(
                 uow, application(case_id, emergency=True), client.runtime.clock, [source], 0.01
             )
             await uow.commit()
@@ -247,8 +252,39 @@ async def test_aid_first_does_not_wait_for_a_source_that_is_down(services: Servi
         assert found["temporary_aid"].status == "approved"
         centre.mode = "up"
         async with client.runtime.uow() as uow:
-            await service.retry_verifications_once(uow, client.runtime.clock, [source], 0.01)
+            assert await assessment.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 1
             await uow.commit()
         found = await determinations(client, case_id)
         assert found["temporary_aid"].status == "approved"  # decided once, not twice
+        assert found["temporary_aid"].reasons[-1]["code"] == "aid_first_confirmed"
         assert found["subsistence_allowance"].outcome == "deny"
+        assert "eligibility.determination.confirmed" in await events_of(client, case_id)
+
+
+async def test_aid_first_the_verified_figures_do_not_support_is_flagged_for_recovery(services: ServiceFactory) -> None:
+    """Our step alone, given an answer that refuses temporary aid on the verified figures (as rules that
+    means-test emergency aid would): the amount paid is flagged for an officer, with the reasons."""
+    async with api_client(services, "eligibility") as client:
+        case_id = str(uuid.uuid4())
+        async with client.runtime.uow() as uow:  # the grant made while verification waited
+            await assessment.assess_application(
+                uow, application(case_id, emergency=True), client.runtime.clock, [], 0.01
+            )
+            await uow.commit()
+        refused = {
+            "results": [
+                {
+                    "programme": "temporary_aid",
+                    "eligible": False,
+                    "aid_first_amount": "0.00",
+                    "reasons": [{"code": "no_emergency", "text": "no severe difficulty", "source": "S1 第十五条"}],
+                }
+            ]
+        }
+        async with client.runtime.uow() as uow:
+            await assessment._settle_aid_first(uow, application(case_id, emergency=True), refused)
+            await uow.commit()
+        granted = (await determinations(client, case_id))["temporary_aid"]
+        assert granted.status == "recovery"
+        assert [r["code"] for r in granted.reasons][-2:] == ["no_emergency", "aid_first_not_supported"]
+        assert (await events_of(client, case_id))[-1] == "eligibility.determination.flagged"

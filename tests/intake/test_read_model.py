@@ -61,6 +61,10 @@ def events_for(case_id: str) -> dict[str, Any]:
         "eligibility.determination.objected": eligibility.DeterminationObjected(**determination),
         "eligibility.determination.approved": eligibility.DeterminationApproved(**determination),
         "eligibility.determination.denied": eligibility.DeterminationDenied(**determination),
+        "eligibility.determination.confirmed": eligibility.DeterminationConfirmed(**determination),
+        "eligibility.determination.flagged": eligibility.DeterminationFlagged(
+            **determination, recoverable_amount=Decimal("1000.00")
+        ),
         "disbursement.payment.instructed": disbursement.PaymentInstructed(**payment),
         "disbursement.payment.settled": disbursement.PaymentSettled(**payment, bank_reference="R1"),
         "disbursement.payment.failed": disbursement.PaymentFailed(**payment, reason="closed"),

@@ -18,7 +18,7 @@ def bearer(services: ServiceFactory, role: str, region: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("region", "status"), [("310115", 200), ("310000", 200), ("310112", 404), ("330000", 404)])
 async def test_a_determination_outside_the_region_is_404(services: ServiceFactory, region: str, status: int) -> None:
-    from eligibility import service
+    from eligibility import assessment
     from eligibility.models import Determination
     from shared.contracts.intake import ApplicationSubmitted, HouseholdFacts
     from tests.factories import household_facts
@@ -26,7 +26,7 @@ async def test_a_determination_outside_the_region_is_404(services: ServiceFactor
     async with api_client(services, "eligibility") as client:
         case_id = str(uuid.uuid4())
         async with client.runtime.uow() as uow:
-            await service.assess_application(
+            await assessment.assess_application(
                 uow,
                 ApplicationSubmitted(
                     case_id=case_id,

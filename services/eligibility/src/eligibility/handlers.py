@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eligibility import leads, lifecycle, service
+from eligibility import assessment, leads, lifecycle
 from eligibility.sources import sources_for
 from shared.clock import Clock
 from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn, SignalReceived
@@ -19,7 +19,7 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
     retry_seconds = float(getattr(settings, "verification_retry_seconds", 30.0))
 
     async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
-        await service.assess_application(uow, event, clock, sources, retry_seconds)
+        await assessment.assess_application(uow, event, clock, sources, retry_seconds)
 
     async def on_application_withdrawn(uow: UnitOfWork, event: ApplicationWithdrawn, envelope: Envelope) -> None:
         await lifecycle.withdraw_case(uow, event)

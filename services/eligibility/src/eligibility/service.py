@@ -1,186 +1,22 @@
-"""Eligibility's use cases; the entrypoint commits."""
+"""Determinations as the API reads them, and the event fields every step shares; assessing an application
+is in `assessment`, an officer's steps in `decisions`. The entrypoint commits."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import uuid
-from collections.abc import Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
-from eligibility import domain, verification, workflow
-from eligibility.evaluation import EvaluationRefused, evaluate_request
-from eligibility.models import Determination, PendingVerification, Verification
-from eligibility.sources import Source, sources_for
+from eligibility.models import Determination
 from shared.auth import Principal
 from shared.authz import region_clause
-from shared.clock import Clock
-from shared.contracts.eligibility import DeterminationApproved, DeterminationProposed, Reason, VerificationCompleted
-from shared.contracts.intake import ApplicationSubmitted
-from shared.db.base import utcnow
+from shared.contracts.eligibility import DeterminationApproved, Reason
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
-from shared.logging import get_logger
-
-if TYPE_CHECKING:
-    from shared.service import Runtime
-
-log = get_logger(__name__)
 
 
 class DeterminationNotFound(NotFound):
     title = "Determination not found"
-
-
-async def assess_application(
-    uow: UnitOfWork,
-    application: ApplicationSubmitted,
-    clock: Clock,
-    sources: Sequence[Source] = (),
-    retry_seconds: float = 30.0,
-) -> None:
-    """Verify the household against the data sources (verification.py) and decide every programme with the
-    rules engine on the verified facts ("one application, all programmes"): a determination for each
-    programme the household qualifies for, and a denial for each programme it asked for and does not
-    qualify for (a denial of the subsistence allowance when it asked for nothing in particular and
-    qualifies for nothing). A source that cannot answer parks the application (`pending_verifications`)
-    and nothing is decided until it does.
-
-    Every determination but an emergency's "aid first" amount is proposed (workflow.py); the officer's
-    approval and public notice follow in `decisions`."""
-    session = uow.session
-    now = utcnow()
-    if await session.scalar(select(Verification.verification_id).where(Verification.case_id == application.case_id)):
-        return  # decided already (a retry racing the redelivered event)
-    declared = application.household.model_dump(mode="json")
-    try:
-        report = await verification.verify(declared, sources)
-    except verification.VerificationPending as pending:
-        await verification.delay(uow, application, pending, now, retry_seconds)
-        if application.household.emergency is not None:  # "aid first" does not wait for verification (S8)
-            with contextlib.suppress(EvaluationRefused):
-                answer = evaluate_request(_request(application, declared), with_trace=True)
-                await _decide(uow, application, answer, clock, aid_first_only=True)
-        return
-    pending_row = await session.get(PendingVerification, application.case_id)
-    if pending_row is not None:
-        await session.delete(pending_row)
-    household = report.household
-    try:
-        answer = evaluate_request(_request(application, household), with_trace=True)
-    except EvaluationRefused as exc:
-        await uow.outbox.add(
-            VerificationCompleted(
-                case_id=application.case_id,
-                verification_id=str(uuid.uuid4()),
-                sources=report.sources,
-                counted_members=0,
-                counted_monthly_income=Decimal("0.00"),
-                per_capita_monthly_income=Decimal("0.00"),
-                discrepancies=[f"cannot decide: {exc.detail}", *report.discrepancies()],
-                evidence=report.evidence,
-                differences=report.differences,
-            ),
-            key=application.case_id,
-        )
-        return
-    figures = answer["household"]
-    record = Verification(
-        verification_id=str(uuid.uuid4()),
-        case_id=application.case_id,
-        region=application.region,
-        community=application.community,
-        sources=report.sources,
-        household=household,
-        counted_members=figures["counted_members"],
-        counted_monthly_income=Decimal(figures["counted_monthly_income"]),
-        per_capita_monthly_income=Decimal(figures["per_capita_monthly_income"]),
-        evidence=[e.model_dump(mode="json") for e in report.evidence],
-        differences=[d.model_dump(mode="json") for d in report.differences],
-        completed_at=now,
-    )
-    session.add(record)
-    await uow.outbox.add(
-        VerificationCompleted(
-            case_id=application.case_id,
-            verification_id=record.verification_id,
-            sources=report.sources,
-            counted_members=record.counted_members,
-            counted_monthly_income=record.counted_monthly_income,
-            per_capita_monthly_income=record.per_capita_monthly_income,
-            discrepancies=report.discrepancies(),
-            evidence=report.evidence,
-            differences=report.differences,
-        ),
-        key=application.case_id,
-    )
-    await _decide(uow, application, answer, clock)
-
-
-def _request(application: ApplicationSubmitted, household: dict[str, Any]) -> dict[str, Any]:
-    return {"region": application.region, "as_of": application.submitted_at.isoformat(), "household": household}
-
-
-async def _decide(
-    uow: UnitOfWork,
-    application: ApplicationSubmitted,
-    answer: dict[str, Any],
-    clock: Clock,
-    aid_first_only: bool = False,
-) -> None:
-    """A determination for every programme the answer grants, or denies one that was asked for; programmes
-    already decided for the case (an "aid first" grant made while verification waited) are left alone."""
-    session = uow.session
-    now, today = utcnow(), clock.today()
-    decided = set(
-        (await session.execute(select(Determination.programme).where(Determination.case_id == application.case_id)))
-        .scalars()
-        .all()
-    )
-    asked = set(application.programmes) or {"subsistence_allowance"}
-    results = {r["programme"]: r for r in answer["results"]}
-    due = workflow.decision_due(application.region, application.submitted_at)
-    for programme, result in results.items():
-        if (not result["eligible"] and programme not in asked) or programme in decided:
-            continue
-        decision = domain.decision_from(result)
-        # An emergency's "aid first" amount is approved at once, before verification and without an officer;
-        # everything else is proposed and waits for one (no direct inclusion: S5 第二十八条).
-        aid_first = programme == "temporary_aid" and decision.payment_kind == "one_off"
-        if aid_first_only and not aid_first:
-            continue
-        determination = Determination(
-            determination_id=str(uuid.uuid4()),
-            case_id=application.case_id,
-            programme=programme,
-            region=application.region,
-            status="approved" if aid_first else "proposed",
-            outcome="grant" if decision.eligible else "deny",
-            payment_kind=decision.payment_kind,
-            payee_account=application.payee_account,
-            filed_by=application.filed_by,
-            monthly_amount=decision.monthly_amount,
-            amount=decision.amount,
-            reasons=[r.model_dump() for r in decision.reasons],
-            rule=domain.RULE,
-            decided_on=today,
-            decision_due=None if aid_first else due,
-            objections=[],
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(determination)
-        if aid_first:
-            await uow.outbox.add(approved_event(determination), key=application.case_id)
-        else:
-            await uow.outbox.add(
-                DeterminationProposed(**common_fields(determination), outcome=determination.outcome, decision_due=due),
-                key=application.case_id,
-            )
-    await session.flush()
 
 
 def common_fields(determination: Determination) -> dict[str, Any]:
@@ -231,29 +67,3 @@ async def list_determinations(
         statement = statement.where(Determination.status == status)
     statement = statement.order_by(Determination.created_at, Determination.determination_id).limit(limit)
     return list((await uow.session.execute(statement)).scalars())
-
-
-async def retry_verifications_once(uow: UnitOfWork, clock: Clock, sources: Sequence[Source], every: float) -> int:
-    """Try again every parked application whose time has come. Returns how many were tried."""
-    rows = await verification.due_for_retry(uow, utcnow())
-    for row in rows:
-        await assess_application(uow, ApplicationSubmitted.model_validate(row.application), clock, sources, every)
-    return len(rows)
-
-
-async def retry_verifications(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Worker loop: applications waiting for a verification source are tried again as their backoff ends."""
-    settings = runtime.settings
-    every = float(getattr(settings, "verification_retry_seconds", 30.0))
-    sources = sources_for(settings)
-    while not stop.is_set():
-        try:
-            async with runtime.uow() as uow:
-                tried = await retry_verifications_once(uow, runtime.clock, sources, every)
-                await uow.commit()
-            if tried:
-                log.info("verifications_retried", count=tried)
-        except Exception as exc:  # the database away for a moment: the cases wait, none is lost
-            log.warning("verification_retry_failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(every, 5.0))

@@ -1,10 +1,10 @@
 from pathlib import Path
 
 from eligibility.api.routes import router
+from eligibility.assessment import retry_verifications
 from eligibility.decisions import close_notices
 from eligibility.handlers import build_handlers
 from eligibility.models import Base, messaging
-from eligibility.service import retry_verifications
 from eligibility.settings import EligibilitySettings
 from shared.service import ServiceSpec
 

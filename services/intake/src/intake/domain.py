@@ -89,6 +89,7 @@ DETERMINATION_RANK = {
     "denied": 1,
     "withdrawn": 1,
     "stopped": 2,
+    "recovery": 2,
 }
 DETERMINATION_STATUS = {
     "eligibility.determination.proposed": "proposed",
@@ -100,6 +101,9 @@ DETERMINATION_STATUS = {
     "eligibility.determination.stopped": "stopped",
     "eligibility.determination.reviewed": "approved",
     "eligibility.determination.changed": "approved",
+    "eligibility.determination.confirmed": "approved",
+    # Aid first that verification did not support: an officer decides whether it is recovered.
+    "eligibility.determination.flagged": "recovery",
 }
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})

@@ -26,6 +26,8 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "eligibility.determination.stopped",
         "eligibility.determination.reviewed",
         "eligibility.determination.changed",
+        "eligibility.determination.confirmed",
+        "eligibility.determination.flagged",
         "disbursement.payment.instructed",
         "disbursement.payment.settled",
         "disbursement.payment.failed",

@@ -27,7 +27,9 @@ from shared.contracts.disbursement import (
 from shared.contracts.eligibility import (
     DeterminationApproved,
     DeterminationChanged,
+    DeterminationConfirmed,
     DeterminationDenied,
+    DeterminationFlagged,
     DeterminationNoticed,
     DeterminationObjected,
     DeterminationProposed,
@@ -99,6 +101,8 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             | DeterminationStopped()
             | DeterminationReviewed()
             | DeterminationChanged()
+            | DeterminationConfirmed()
+            | DeterminationFlagged()
         ):
             status = DETERMINATION_STATUS[event.event_type]
             row = await repository.get_determination(event.determination_id)

@@ -139,6 +139,23 @@ class DeterminationStopped(_Determination):
     last_period: str
 
 
+class DeterminationConfirmed(_Determination):
+    """Verification, finished after an emergency's "aid first" amount was granted and paid, supports the
+    grant: it stands."""
+
+    event_type = "eligibility.determination.confirmed"
+
+
+class DeterminationFlagged(_Determination):
+    """Verification, finished after an emergency's "aid first" amount was granted and paid, does not
+    support the grant: the amount paid is flagged for an officer to decide whether it is recovered
+    (`recoverable_amount`), with the reasons the verified figures give."""
+
+    event_type = "eligibility.determination.flagged"
+
+    recoverable_amount: Money
+
+
 class DeterminationReviewed(_Determination):
     """A review found the household still eligible: the aid goes on and the next review is due by
     `review_due`. `finding` says whether the amount the rules give now differs from the one paid

@@ -22,6 +22,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         eligibility.DeterminationWithdrawn,
         eligibility.DeterminationStopped,
         eligibility.DeterminationReviewed,
+        eligibility.DeterminationConfirmed,
+        eligibility.DeterminationFlagged,
         eligibility.DeterminationChanged,
         eligibility.LeadQualified,
         disbursement.PaymentInstructed,
