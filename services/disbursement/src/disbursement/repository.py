@@ -22,8 +22,9 @@ INSERT_ROWS = 1_000
 
 async def add_missing_payments(
     session: AsyncSession, entitlements: Sequence[Entitlement], period: str
-) -> list[tuple[Payment, Entitlement]]:
-    """Insert a pending payment for each entitlement that has none for `period`; returns those inserted.
+) -> list[tuple[Any, Entitlement]]:
+    """Insert a pending payment for each entitlement that has none for `period`; returns those inserted (as
+    rows: payment_id, entitlement_id, case_id, amount, status), held ones left out.
     ON CONFLICT DO NOTHING on the unique (entitlement, period) key makes this safe to repeat and to race."""
     if not entitlements:
         return []
@@ -46,23 +47,24 @@ async def add_missing_payments(
     ]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inserted: set[str] = set()
-    for start in range(0, len(rows), INSERT_ROWS):  # bound parameters per statement stay under the drivers' caps
-        inserted.update(
-            (
-                await session.execute(
-                    insert(Payment)
-                    .values(rows[start : start + INSERT_ROWS])
-                    .on_conflict_do_nothing(index_elements=["entitlement_id", "period"])
-                    .returning(Payment.payment_id)
-                )
-            ).scalars()
-        )
     by_id = {e.entitlement_id: e for e in entitlements}
-    created = []
-    if inserted:
-        payments = (await session.execute(select(Payment).where(Payment.payment_id.in_(inserted)))).scalars()
-        created = [(p, by_id[p.entitlement_id]) for p in payments if p.status == "pending"]
+    created: list[tuple[Any, Entitlement]] = []
+    for start in range(0, len(rows), INSERT_ROWS):  # bound parameters per statement stay under the drivers' caps
+        # An executemany of one cached statement (SQLAlchemy batches it as multi-row VALUES itself), not a new
+        # thousand-row statement to compile per slice: compiling was half the run's time.
+        inserted = await session.execute(
+            insert(Payment.__table__)
+            .on_conflict_do_nothing(index_elements=["entitlement_id", "period"])
+            .returning(
+                Payment.__table__.c.payment_id,
+                Payment.__table__.c.entitlement_id,
+                Payment.__table__.c.case_id,
+                Payment.__table__.c.amount,
+                Payment.__table__.c.status,
+            ),
+            rows[start : start + INSERT_ROWS],
+        )
+        created += [(row, by_id[row.entitlement_id]) for row in inserted if row.status == "pending"]
     return created
 
 
