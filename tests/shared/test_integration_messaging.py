@@ -159,9 +159,9 @@ class TestOutboxRelay:
             await relay.publish_batch()
             outbox = messaging.outbox
             async with runtime.engine.begin() as conn:  # the first two went out an hour before the loss
-                old = utcnow() - timedelta(hours=1)
-                await conn.execute(update(outbox).where(outbox.c.seq <= 2).values(published_at=old))
                 ids = list((await conn.execute(select(outbox.c.event_id).order_by(outbox.c.seq))).scalars())
+                old = utcnow() - timedelta(hours=1)
+                await conn.execute(update(outbox).where(outbox.c.event_id.in_(ids[:2])).values(published_at=old))
             assert await republish_since(runtime.engine, outbox, utcnow() - timedelta(minutes=5)) == 2
             assert await relay.backlog() == 2
             await relay.publish_batch()
