@@ -27,10 +27,10 @@ in flight and every committed offset is lost. It is started again on the same po
 outbox republish --since <a minute before the loss>` makes every service's relay send again what it published
 in that minute, in order and with the original event ids; consumers' inboxes drop what they had already
 applied. The workers are stopped while the broker is down and started after the re-send: their consumers'
-positions point into the lost log, and a consumer that kept them would skip the start of the new one (an
-earlier version of this run found exactly that: 151 events one service never applied). Not exercised (said
-plainly): stopping PostgreSQL (the run is on SQLite; stopping the machine's shared PostgreSQL server would
-take down everything else using it).
+positions point into the lost log, and a consumer that kept them could skip the start of the new one (an
+earlier version of this run, which left the workers running, ended with 151 events one service never applied;
+this is the likely cause). Not exercised (said plainly): stopping PostgreSQL (the run is on SQLite; stopping
+the machine's shared PostgreSQL server would take down everything else using it).
 The summary goes to docs/reliability.md.
 """
 
