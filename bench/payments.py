@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.report import OUTPUT, machine, spread, write_section
-from bench.stack import _pg_admin, postgres_url
+from bench.stack import pg_admin, postgres_url
 from disbursement.models import Entitlement, Payment, messaging
 from doudi.stack import load_spec
 from shared.db.migrate import upgrade
@@ -107,7 +107,7 @@ def one(n: int, admin_url: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="doudi-payments-") as scratch:
         name = f"doudi_bench_{uuid.uuid4().hex[:8]}_disbursement"
         if admin_url:
-            asyncio.run(_pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
+            asyncio.run(pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
             url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         else:
             url = f"sqlite+aiosqlite:///{scratch}/disbursement.db"
@@ -123,7 +123,7 @@ def one(n: int, admin_url: str | None) -> dict[str, float]:
             return {"seconds": seconds, "per_s": n / seconds, "peak_mib": peak, "again_s": again}
         finally:
             if admin_url:
-                asyncio.run(_pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                asyncio.run(pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> int:

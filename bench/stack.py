@@ -100,7 +100,7 @@ def application(people: People) -> dict[str, Any]:
 # --- the stack -----------------------------------------------------------------------------------------
 
 
-async def _pg_admin(admin_url: str, statement: str) -> None:
+async def pg_admin(admin_url: str, statement: str) -> None:
     engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
@@ -117,7 +117,7 @@ def databases(admin_url: str | None, data_dir: Path) -> Iterator[dict[str, str]]
         return
     names = {svc: f"doudi_bench_{uuid.uuid4().hex[:8]}_{svc}" for svc in SERVICES}
     for name in names.values():
-        asyncio.run(_pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
     try:
         yield {
             f"{svc.upper()}_DATABASE_URL": make_url(admin_url).set(database=name).render_as_string(hide_password=False)
@@ -125,7 +125,7 @@ def databases(admin_url: str | None, data_dir: Path) -> Iterator[dict[str, str]]
         }
     finally:
         for name in names.values():
-            asyncio.run(_pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @dataclass
@@ -585,7 +585,7 @@ def postgres_url(choice: str) -> str | None:
     if choice == "auto":
         url = os.environ.get("DOUDI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     try:
-        asyncio.run(_pg_admin(url, "SELECT 1"))
+        asyncio.run(pg_admin(url, "SELECT 1"))
     except Exception:  # nothing answers: the SQLite figures stand alone
         return None
     return url

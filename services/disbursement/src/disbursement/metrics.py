@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
@@ -12,6 +11,7 @@ from sqlalchemy import func, select
 from disbursement.domain import TRANSITIONS
 from disbursement.models import Payment
 from disbursement.settings import DisbursementSettings
+from shared import periodic
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -26,15 +26,11 @@ async def count_payments(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker loop: refresh the payments-by-status gauge every `metrics_every_seconds`."""
     settings = runtime.settings
     assert isinstance(settings, DisbursementSettings)
-    while not stop.is_set():
-        try:
-            async with runtime.sessionmaker() as session:
-                counts = dict(
-                    (await session.execute(select(Payment.status, func.count()).group_by(Payment.status))).all()
-                )
-            for status in {*STATUSES, *counts}:
-                PAYMENTS.labels(status).set(counts.get(status, 0))
-        except Exception as exc:  # a database away for a moment: the gauge keeps its last value
-            log.warning("payment_count_failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.metrics_every_seconds)
+
+    async def step() -> None:  # if the database is away for a moment, the gauge keeps its last value
+        async with runtime.sessionmaker() as session:
+            counts = dict((await session.execute(select(Payment.status, func.count()).group_by(Payment.status))).all())
+        for status in {*STATUSES, *counts}:
+            PAYMENTS.labels(status).set(counts.get(status, 0))
+
+    await periodic.every(settings.metrics_every_seconds, step, stop, name="payment_count")

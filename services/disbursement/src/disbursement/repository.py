@@ -21,10 +21,11 @@ INSERT_ROWS = 1_000
 
 
 async def add_missing_payments(
-    session: AsyncSession, entitlements: Sequence[Entitlement], period: str
-) -> list[tuple[Any, Entitlement]]:
-    """Insert a pending payment for each entitlement that has none for `period`; returns those inserted (as
-    rows: payment_id, entitlement_id, case_id, amount, status), held ones left out.
+    session: AsyncSession, entitlements: Sequence[Any], period: str
+) -> list[tuple[Any, Any]]:
+    """Insert a pending payment for each entitlement (an entitlements row) that has none for `period`;
+    returns those inserted (as rows: payment_id, entitlement_id, case_id, amount, status) with their
+    entitlement, held ones left out.
     ON CONFLICT DO NOTHING on the unique (entitlement, period) key makes this safe to repeat and to race."""
     if not entitlements:
         return []
@@ -48,7 +49,7 @@ async def add_missing_payments(
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     by_id = {e.entitlement_id: e for e in entitlements}
-    created: list[tuple[Any, Entitlement]] = []
+    created: list[tuple[Any, Any]] = []
     for start in range(0, len(rows), INSERT_ROWS):  # bound parameters per statement stay under the drivers' caps
         # An executemany of one cached statement (SQLAlchemy batches it as multi-row VALUES itself), not a new
         # thousand-row statement to compile per slice: compiling was half the run's time.

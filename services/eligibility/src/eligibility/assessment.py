@@ -17,6 +17,7 @@ from eligibility.evaluation import EvaluationRefused, evaluate_request
 from eligibility.models import Determination, PendingVerification, Verification
 from eligibility.service import approved_event, common_fields
 from eligibility.sources import Source, sources_for
+from shared import periodic
 from shared.clock import Clock
 from shared.contracts.eligibility import (
     DeterminationConfirmed,
@@ -242,17 +243,14 @@ async def retry_verifications_once(uow: UnitOfWork, clock: Clock, sources: Seque
 
 async def retry_verifications(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker loop: applications waiting for a verification source are tried again as their backoff ends."""
-    settings = runtime.settings
-    every = float(getattr(settings, "verification_retry_seconds", 30.0))
-    sources = sources_for(settings)
-    while not stop.is_set():
-        try:
-            async with runtime.uow() as uow:
-                tried = await retry_verifications_once(uow, runtime.clock, sources, every)
-                await uow.commit()
-            if tried:
-                log.info("verifications_retried", count=tried)
-        except Exception as exc:  # the database away for a moment: the cases wait, none is lost
-            log.warning("verification_retry_failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(every, 5.0))
+    retry_seconds = float(getattr(runtime.settings, "verification_retry_seconds", 30.0))
+    sources = sources_for(runtime.settings)
+
+    async def step() -> None:
+        async with runtime.uow() as uow:
+            tried = await retry_verifications_once(uow, runtime.clock, sources, retry_seconds)
+            await uow.commit()
+        if tried:
+            log.info("verifications_retried", count=tried)
+
+    await periodic.every(min(retry_seconds, 5.0), step, stop, name="verification_retry")

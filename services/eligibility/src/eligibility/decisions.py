@@ -7,7 +7,6 @@ transaction; the entrypoint commits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from eligibility import domain, workflow
 from eligibility.models import Determination, Verification
 from eligibility.service import DeterminationNotFound, approved_event, common_fields
+from shared import periodic
 from shared.auth import Principal
 from shared.authz import Forbidden, region_clause
 from shared.clock import Clock
@@ -180,15 +180,13 @@ async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) ->
 
 async def close_notices(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker loop: confirm determinations whose notice has ended, every `notice_check_seconds`."""
-    every = float(getattr(runtime.settings, "notice_check_seconds", 30.0))
-    while not stop.is_set():
-        try:
-            async with runtime.uow() as uow:
-                closed = await close_notices_once(uow, runtime.clock)
-                await uow.commit()  # wakes the relay
-            if closed:
-                log.info("notices_closed", count=closed)
-        except Exception as exc:  # the database away for a moment: the notices wait, none is lost
-            log.warning("notice_closing_failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+
+    async def step() -> None:
+        async with runtime.uow() as uow:
+            closed = await close_notices_once(uow, runtime.clock)
+            await uow.commit()  # wakes the relay
+        if closed:
+            log.info("notices_closed", count=closed)
+
+    seconds = float(getattr(runtime.settings, "notice_check_seconds", 30.0))
+    await periodic.every(seconds, step, stop, name="notice_closing")

@@ -221,7 +221,7 @@ class HttpSource:
             raise _Retryable("timed out") from None
         except httpx.TransportError as exc:
             raise _Retryable(f"unreachable ({type(exc).__name__})") from None
-        if response.status_code in (429, 502, 503, 504) or response.status_code >= 500:
+        if response.status_code == 429 or response.status_code >= 500:
             raise _Retryable(f"answered {response.status_code}")
         return response
 
@@ -250,13 +250,13 @@ def sources_from_settings(settings: Any) -> list[Source]:
     return built
 
 
-_BUILT: dict[int, list[Source]] = {}
+# By the settings object's id, with the object itself kept so that id is never reused for another one.
+_BUILT: dict[int, tuple[Any, list[Source]]] = {}
 
 
 def sources_for(settings: Any) -> list[Source]:
     """One set of sources per settings object, shared by the consumer and the retry loop (one circuit
     breaker and one cache per process)."""
-    key = id(settings)
-    if key not in _BUILT:
-        _BUILT[key] = sources_from_settings(settings)
-    return _BUILT[key]
+    if id(settings) not in _BUILT:
+        _BUILT[id(settings)] = (settings, sources_from_settings(settings))
+    return _BUILT[id(settings)][1]

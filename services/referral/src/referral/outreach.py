@@ -9,7 +9,6 @@ A task not visited by its due date (working days) is escalated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tomllib
 import uuid
 from datetime import date
@@ -21,6 +20,7 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 
 from referral.models import OutreachTask
+from shared import periodic
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.eligibility import LeadQualified
@@ -221,30 +221,26 @@ TASKS = Gauge("doudi_outreach_tasks", "Outreach tasks by status (escalated count
 
 async def watch_tasks(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker loop: escalate tasks past their due date, and count tasks by status for /metrics."""
-    every = float(getattr(runtime.settings, "escalation_check_seconds", 300.0))
-    while not stop.is_set():
-        try:
-            async with runtime.uow() as uow:
-                escalated = await escalate_overdue(uow, runtime.clock.today())
-                await uow.commit()
-                counts = dict(
-                    (
-                        await uow.session.execute(
-                            select(OutreachTask.status, func.count()).group_by(OutreachTask.status)
-                        )
-                    ).all()
+
+    async def step() -> None:
+        async with runtime.uow() as uow:
+            escalated = await escalate_overdue(uow, runtime.clock.today())
+            await uow.commit()
+            counts = dict(
+                (
+                    await uow.session.execute(select(OutreachTask.status, func.count()).group_by(OutreachTask.status))
+                ).all()
+            )
+            late = (
+                await uow.session.execute(
+                    select(func.count()).select_from(OutreachTask).where(OutreachTask.escalated.is_(True))
                 )
-                late = (
-                    await uow.session.execute(
-                        select(func.count()).select_from(OutreachTask).where(OutreachTask.escalated.is_(True))
-                    )
-                ).scalar_one()
-            for status in ("assigned", "visited", "converted", "declined", "unreachable", *counts):
-                TASKS.labels(status).set(counts.get(status, 0))
-            TASKS.labels("escalated").set(late)
-            if escalated:
-                log.warning("outreach_tasks_escalated", count=escalated)
-        except Exception as exc:  # the database away for a moment: try again next round
-            log.warning("outreach_watch_failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+            ).scalar_one()
+        for status in ("assigned", "visited", "converted", "declined", "unreachable", *counts):
+            TASKS.labels(status).set(counts.get(status, 0))
+        TASKS.labels("escalated").set(late)
+        if escalated:
+            log.warning("outreach_tasks_escalated", count=escalated)
+
+    seconds = float(getattr(runtime.settings, "escalation_check_seconds", 300.0))
+    await periodic.every(seconds, step, stop, name="outreach_watch")

@@ -22,22 +22,7 @@ class Outbox:
 
     async def add(self, event: Event, *, key: str) -> str:
         """Queue `event` for publication with Kafka key `key` (the case id); returns the event id."""
-        event_id = str(uuid.uuid4())
-        context = trace()
-        await self._session.execute(
-            insert(self._table).values(
-                event_id=event_id,
-                topic=topic_for(event.event_type),
-                kafka_key=key,
-                event_type=event.event_type,
-                payload=event.model_dump(mode="json"),
-                traceparent=context.traceparent,
-                correlation_id=context.correlation_id,
-                created_at=utcnow(),
-                attempts=0,
-            )
-        )
-        self.pending += 1
+        (event_id,) = await self.add_many([(event, key)])
         return event_id
 
     async def add_many(self, events: Sequence[tuple[Event, str]]) -> list[str]:
