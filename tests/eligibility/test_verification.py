@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from eligibility import assessment, verification
-from eligibility.models import Determination, PendingVerification, Verification
+from eligibility.models import Determination, PendingVerification, Verification, messaging
 from eligibility.sources import (
     DEV_REGISTRY,
     CircuitBreaker,
@@ -250,6 +250,16 @@ async def test_aid_first_does_not_wait_for_a_source_that_is_down_and_verificatio
         found = await determinations(client, case_id)
         assert list(found) == ["temporary_aid"]
         assert found["temporary_aid"].status == "approved"
+        outbox = messaging.outbox
+        async with client.runtime.engine.connect() as conn:
+            approval = (
+                await conn.execute(
+                    select(outbox.c.payload).where(
+                        outbox.c.kafka_key == case_id, outbox.c.event_type == "eligibility.determination.approved"
+                    )
+                )
+            ).scalar_one()
+        assert approval["advance"] is True  # paid before verification: disbursement books it as an advance
         centre.mode = "up"
         async with client.runtime.uow() as uow:
             assert await assessment.retry_verifications_once(uow, client.runtime.clock, [source], 0.01) == 1

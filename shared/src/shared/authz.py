@@ -49,6 +49,9 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("disbursement", "GET", "/v1/ledger/balances"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "GET", "/v1/reconciliations/{day}"): frozenset({"officer", "reconciler", "admin"}),
     ("disbursement", "GET", "/v1/exports/payments"): frozenset({"officer", "reconciler", "admin"}),
+    # Aid paid first: an officer decides whether what verification did not support is recovered or waived.
+    ("disbursement", "GET", "/v1/advances"): frozenset({"officer", "reconciler", "admin"}),
+    ("disbursement", "POST", "/v1/advances/{determination_id}/recovery"): frozenset({"officer"}),
     # referral: charities see masked needs; advisors and officers follow them.
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/needs/{need_id}/claim"): frozenset({"charity"}),

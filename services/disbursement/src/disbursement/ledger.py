@@ -1,6 +1,11 @@
 """The double-entry ledger. A settled payment debits `benefits_paid` and credits `fund_bank` (money left the
 programme fund's bank account for a household); a return posts the mirror image. Balances are read per
-programme fund, per region and per household from the same entries."""
+programme fund, per region and per household from the same entries.
+
+An advance ("aid first", paid before verification finished) is held in `advances_outstanding` until
+verification confirms it (moved to `benefits_paid`) or does not support it (moved to
+`recoveries_receivable`, where it stays until an officer records it recovered, back into `fund_bank`, or
+waived, written off to `benefits_paid`)."""
 
 from __future__ import annotations
 
@@ -16,10 +21,26 @@ from shared.db.base import utcnow
 
 BENEFITS_PAID = "benefits_paid"
 FUND_BANK = "fund_bank"
+# Money advanced before verification finished ("aid first"): not yet a benefit, not yet owed back.
+ADVANCES_OUTSTANDING = "advances_outstanding"
+# Money paid in advance that verification did not support: owed back until recovered or written off.
+RECOVERIES_RECEIVABLE = "recoveries_receivable"
 
 
 class UnbalancedTransaction(Exception):
     pass
+
+
+def holding_account(entitlement: Entitlement) -> str:
+    """The account a payment's money sits in once settled: benefits paid, except for an advance that
+    verification has not confirmed (advances outstanding) or has not supported (recoveries receivable)."""
+    match entitlement.advance_status:
+        case "open":
+            return ADVANCES_OUTSTANDING
+        case "recovery" | "recovered":  # recovered and then returned by the bank: the household is owed
+            return RECOVERIES_RECEIVABLE
+        case _:
+            return BENEFITS_PAID
 
 
 def _entries(
@@ -40,25 +61,52 @@ def _entries(
     return entries
 
 
-async def post_settlement(session: AsyncSession, payment: Payment, entitlement: Entitlement) -> str:
+async def post(
+    session: AsyncSession,
+    kind: str,
+    payment: Payment,
+    entitlement: Entitlement,
+    *,
+    debit: str,
+    credit: str,
+    amount: Decimal,
+    description: str,
+    reverses: str | None = None,
+) -> str:
+    """Post one balanced transaction about a payment: `amount` from `credit` to `debit`."""
     txn_id = str(uuid.uuid4())
     session.add(
         LedgerTransaction(
             txn_id=txn_id,
-            kind="settlement",
+            kind=kind,
             payment_id=payment.payment_id,
-            reverses=None,
+            reverses=reverses,
             posted_at=utcnow(),
-            description=f"{entitlement.programme} {payment.period}",
+            description=description[:200],
         )
     )
     await session.flush()
-    session.add_all(_entries(txn_id, BENEFITS_PAID, FUND_BANK, payment.amount, payment, entitlement))
+    session.add_all(_entries(txn_id, debit, credit, amount, payment, entitlement))
+    await session.flush()  # balances read in the same transaction see it
     return txn_id
 
 
+async def post_settlement(session: AsyncSession, payment: Payment, entitlement: Entitlement) -> str:
+    return await post(
+        session,
+        "settlement",
+        payment,
+        entitlement,
+        debit=holding_account(entitlement),
+        credit=FUND_BANK,
+        amount=payment.amount,
+        description=f"{entitlement.programme} {payment.period}",
+    )
+
+
 async def post_reversal(session: AsyncSession, payment: Payment, entitlement: Entitlement) -> str | None:
-    """Reverse the payment's settlement with a new transaction; None when there is nothing to reverse."""
+    """Reverse the payment's settlement with a new transaction; None when there is nothing to reverse. The
+    money comes back out of the account it sits in now (an advance may have been reclassified since)."""
     original = (
         await session.execute(
             select(LedgerTransaction.txn_id).where(
@@ -68,20 +116,29 @@ async def post_reversal(session: AsyncSession, payment: Payment, entitlement: En
     ).scalar_one_or_none()
     if original is None:
         return None
-    txn_id = str(uuid.uuid4())
-    session.add(
-        LedgerTransaction(
-            txn_id=txn_id,
-            kind="reversal",
-            payment_id=payment.payment_id,
-            reverses=original,
-            posted_at=utcnow(),
-            description=f"returned: {entitlement.programme} {payment.period}",
-        )
+    return await post(
+        session,
+        "reversal",
+        payment,
+        entitlement,
+        debit=FUND_BANK,
+        credit=holding_account(entitlement),
+        amount=payment.amount,
+        description=f"returned: {entitlement.programme} {payment.period}",
+        reverses=original,
     )
-    await session.flush()
-    session.add_all(_entries(txn_id, FUND_BANK, BENEFITS_PAID, payment.amount, payment, entitlement))
-    return txn_id
+
+
+async def account_balance(session: AsyncSession, account: str, payment_id: str) -> Decimal:
+    """Debits − credits on one account for one payment's transactions."""
+    rows = (
+        await session.execute(
+            select(LedgerEntry.side, LedgerEntry.amount)
+            .join(LedgerTransaction, LedgerTransaction.txn_id == LedgerEntry.txn_id)
+            .where(LedgerTransaction.payment_id == payment_id, LedgerEntry.account == account)
+        )
+    ).all()
+    return sum((a if s == "debit" else -a for s, a in rows), Decimal("0.00"))
 
 
 async def balances(session: AsyncSession, by: str, where: Any = None) -> list[dict[str, Any]]:
@@ -99,6 +156,17 @@ async def balances(session: AsyncSession, by: str, where: Any = None) -> list[di
         totals[key] = totals.get(key, Decimal("0.00")) + (amount if side == "debit" else -amount)
         transactions.setdefault(key, set()).add(txn_id)
     return [{by: key, "transactions": len(transactions[key]), "paid": str(totals[key])} for key in sorted(totals)]
+
+
+async def accounts(session: AsyncSession, where: Any = None) -> dict[str, str]:
+    """Each account's balance (debits − credits), summed in Decimal."""
+    statement = select(LedgerEntry.account, LedgerEntry.side, LedgerEntry.amount)
+    if where is not None:
+        statement = statement.where(where)
+    totals: dict[str, Decimal] = {}
+    for account, side, amount in (await session.execute(statement)).all():
+        totals[account] = totals.get(account, Decimal("0.00")) + (amount if side == "debit" else -amount)
+    return {account: str(totals[account]) for account in sorted(totals)}
 
 
 async def trial_balance(session: AsyncSession) -> tuple[Decimal, Decimal]:

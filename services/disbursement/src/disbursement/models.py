@@ -28,13 +28,16 @@ class Entitlement(Base):
     case_id: Mapped[str] = mapped_column(String(36), index=True)
     programme: Mapped[str] = mapped_column(String(40))
     region: Mapped[str] = mapped_column(String(6))
-    kind: Mapped[str] = mapped_column(String(20))  # monthly | one_off
+    kind: Mapped[str] = mapped_column(String(20))  # monthly | one_off | advance
     amount: Mapped[Decimal] = mapped_column(Money())
     first_period: Mapped[str] = mapped_column(String(7))
     # The last month paid once the determination stopped (None: open-ended).
     last_period: Mapped[str | None] = mapped_column(String(7))
     payee_account: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))
+    # An advance ("aid first", paid before verification finished): open → confirmed | recovery | cancelled;
+    # recovery → recovered | waived. None for every other kind. See advances.py.
+    advance_status: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -80,7 +83,8 @@ class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
 
     txn_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))  # settlement | reversal
+    # settlement | reversal | reclassification (an advance confirmed or flagged) | recovery | write_off
+    kind: Mapped[str] = mapped_column(String(30))
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.payment_id"), index=True)
     reverses: Mapped[str | None] = mapped_column(String(36))
     posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -94,7 +98,8 @@ class LedgerEntry(Base):
 
     entry_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     txn_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.txn_id"), index=True)
-    account: Mapped[str] = mapped_column(String(40))  # benefits_paid | fund_bank
+    # benefits_paid | fund_bank | advances_outstanding | recoveries_receivable (ledger.py)
+    account: Mapped[str] = mapped_column(String(40))
     side: Mapped[str] = mapped_column(String(6))  # debit | credit
     amount: Mapped[Decimal] = mapped_column(Money())
     programme: Mapped[str] = mapped_column(String(40))

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from disbursement import domain, ledger
+from disbursement import advances, domain, ledger
 from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.auth import Principal
 from shared.authz import region_clause
@@ -43,10 +43,10 @@ class BankCallback(BaseModel):
 
 
 async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> None:
-    """An approved determination opens an entitlement and instructs its first payment.
-
-    Skeleton: the first period is instructed at once, so the journey shows a payment within seconds; the
-    monthly payment run, the ledger and reconciliation belong to the disbursement issue."""
+    """An approved determination opens an entitlement and instructs its first payment at once: a one-off
+    or an advance is paid now, and a monthly allowance's first month does not wait for the month's run (the
+    run skips what is instructed). An emergency's "aid first" amount granted before verification finished is
+    an advance (advances.py)."""
     if approved.payment_kind == "none":
         return
     amount = approved.monthly_amount if approved.payment_kind == "monthly" else approved.amount
@@ -59,11 +59,12 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
         case_id=approved.case_id,
         programme=approved.programme,
         region=approved.region,
-        kind=approved.payment_kind,
+        kind="advance" if approved.advance else approved.payment_kind,
         amount=amount,
         first_period=domain.first_period(approved.decided_on),
         payee_account=approved.payee_account or "",
         status="active",
+        advance_status="open" if approved.advance else None,
         created_at=now,
     )
     held = not approved.payee_account
@@ -242,6 +243,7 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attem
         case "returned":
             event = PaymentReturned(**common, reason=callback.reason or "returned by the bank")
     await uow.outbox.add(event, key=payment.case_id)
+    await advances.after_bank_outcome(uow, payment, entitlement)
     return payment.status
 
 

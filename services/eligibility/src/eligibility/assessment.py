@@ -224,7 +224,8 @@ async def _decide(
         )
         session.add(determination)
         if aid_first:
-            await uow.outbox.add(approved_event(determination), key=application.case_id)
+            # Granted while verification waits: paid as an advance, which verification confirms or flags.
+            await uow.outbox.add(approved_event(determination, advance=aid_first_only), key=application.case_id)
         else:
             await uow.outbox.add(
                 DeterminationProposed(**common_fields(determination), outcome=determination.outcome, decision_due=due),

@@ -33,11 +33,12 @@ def common_fields(determination: Determination) -> dict[str, Any]:
     }
 
 
-def approved_event(determination: Determination) -> DeterminationApproved:
+def approved_event(determination: Determination, advance: bool = False) -> DeterminationApproved:
     return DeterminationApproved(
         **common_fields(determination),
         payment_kind=determination.payment_kind,  # type: ignore[arg-type]
         payee_account=determination.payee_account,
+        advance=advance,
         review_due=determination.review_due,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from shared.contracts.base import Event, Money
 
 
@@ -44,6 +46,25 @@ class PaymentCancelled(_Payment):
     event_type = "disbursement.payment.cancelled"
 
     reason: str
+
+
+class RecoveryOpened(_Payment):
+    """Verification did not support an advance ("aid first") the bank already had: its amount is owed back
+    until an officer records it recovered or waived (上海市社会救助条例 第五十四条)."""
+
+    event_type = "disbursement.payment.recovery_opened"
+
+    reason: str
+
+
+class RecoveryClosed(_Payment):
+    """An advance under recovery is settled: repaid (`recovered`), written off by an officer (`waived`), or
+    never paid after all (`not_paid`: the bank failed it). `amount` is what was recovered or written off."""
+
+    event_type = "disbursement.payment.recovery_closed"
+
+    outcome: Literal["recovered", "waived", "not_paid"]
+    note: str = ""
 
 
 class MismatchFlagged(Event):

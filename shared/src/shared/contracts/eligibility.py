@@ -111,6 +111,9 @@ class DeterminationApproved(_Determination):
 
     payment_kind: Literal["monthly", "one_off", "none"] = "monthly"
     payee_account: str | None = None
+    # Paid as an advance: an emergency's "aid first" amount granted before verification finished (S8);
+    # verification then confirms it (`confirmed`) or flags it for recovery (`flagged`).
+    advance: bool = False
     # Monthly aid is reviewed by this date (yearly; every 6 months with unstable income; S5 第三十一条).
     review_due: date | None = None
 

@@ -31,6 +31,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         disbursement.PaymentFailed,
         disbursement.PaymentReturned,
         disbursement.PaymentCancelled,
+        disbursement.RecoveryOpened,
+        disbursement.RecoveryClosed,
         disbursement.MismatchFlagged,
         referral.NeedPublished,
         referral.NeedClaimed,

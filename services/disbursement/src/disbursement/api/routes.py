@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disbursement import export, ledger, payment_run, reconciliation, service
+from disbursement import advances, export, ledger, payment_run, reconciliation, service
 from disbursement.models import Entitlement, LedgerEntry, Reconciliation, messaging
 from disbursement.settings import DisbursementSettings
 from shared import audit
@@ -122,8 +122,57 @@ async def read_balances(
     """Net benefits paid per programme fund, region or household, from the double-entry ledger."""
     async with runtime.uow() as uow:
         rows = await ledger.balances(uow.session, by, region_clause(principal, LedgerEntry.region))
+        accounts = await ledger.accounts(uow.session, region_clause(principal, LedgerEntry.region))
         debit, credit = await ledger.trial_balance(uow.session)
-    return {"by": by, "balances": rows, "trial_balance": {"debits": str(debit), "credits": str(credit)}}
+    return {
+        "by": by,
+        "balances": rows,
+        "accounts": accounts,
+        "trial_balance": {"debits": str(debit), "credits": str(credit)},
+    }
+
+
+class RecoveryRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["recovered", "waived"]
+    note: str = Field(min_length=1, max_length=500, description="the receipt, or why the recovery is waived")
+
+
+@protected.get("/advances")
+async def list_advances(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    status: Annotated[
+        Literal["open", "confirmed", "recovery", "recovered", "waived", "not_paid", "cancelled"] | None, Query()
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Aid paid first, before verification finished, in the caller's region; `status=recovery` is what is
+    owed back."""
+    async with runtime.uow() as uow:
+        return {"advances": await advances.list_advances(uow, principal, status, limit)}
+
+
+@protected.post("/advances/{determination_id}/recovery")
+async def record_recovery(
+    determination_id: str, body: RecoveryRecord, request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """An officer records an advance owed back as repaid (`recovered`) or waived (written off)."""
+    async with runtime.uow() as uow:
+        advance = await advances.record_recovery(uow, determination_id, body.outcome, body.note, principal)
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            principal,
+            action="advance_recovery",
+            resource="determination",
+            resource_id=determination_id,
+            outcome=body.outcome,
+            client=client_of(request),
+            purpose=body.note[:200],
+        )
+        await uow.commit()
+    return advance
 
 
 @protected.get("/reconciliations/{day}")
