@@ -211,11 +211,12 @@ def _pay_run(args: argparse.Namespace) -> int:
 
 def _reconcile(args: argparse.Namespace) -> int:
     """Reconcile a day: ledger against the bank's statement, entitlements against payments. Exit 0 when clean,
-    1 when it finds mismatches (each printed, stored, and published as an event)."""
+    1 when it finds mismatches (each printed, stored, and published as an event). The statement is the bank's
+    file for the day when --statement names one, else it is fetched from the bank's API."""
     from datetime import date as Date
 
     from disbursement.bank import BankClient
-    from disbursement.reconciliation import reconcile, report_of
+    from disbursement.reconciliation import StatementError, reconcile, report_of
     from shared.service import Runtime
 
     try:
@@ -223,25 +224,32 @@ def _reconcile(args: argparse.Namespace) -> int:
     except ValueError:
         print("doudi: --date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
         return 2
+    if args.statement is not None and not args.statement.is_file():
+        print(f"doudi: no such statement file: {args.statement}", file=sys.stderr)  # noqa: T201
+        return 2
     stack = load_settings(StackSettings)
     settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["disbursement"]
 
     async def go() -> dict[str, object]:
         runtime = Runtime(load_spec("disbursement"), settings)
-        bank = BankClient(settings)  # type: ignore[arg-type]
+        bank = None if args.statement else BankClient(settings)  # type: ignore[arg-type]
         try:
             async with runtime.uow() as uow:
-                found = await reconcile(uow, bank, day)
+                found = await reconcile(uow, bank, day, statement=args.statement)
                 await uow.commit()
                 return report_of(found)
         finally:
-            await bank.close()
+            if bank is not None:
+                await bank.close()
             await runtime.engine.dispose()
 
     try:
         report = asyncio.run(go())
     except httpx.HTTPError as exc:
         print(f"doudi: the bank's statement could not be fetched from {settings.bank_url}: {exc}", file=sys.stderr)  # type: ignore[attr-defined]  # noqa: T201
+        return 2
+    except (StatementError, UnicodeDecodeError) as exc:
+        print(f"doudi: the statement file could not be read: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     print(json.dumps(report, indent=2, ensure_ascii=False))  # noqa: T201
     return 0 if report["clean"] else 1
@@ -451,6 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pay_run.set_defaults(func=_pay_run)
     reconcile = commands.add_parser("reconcile", help="reconcile a day with the bank; exit 1 on mismatches")
     reconcile.add_argument("--date", required=True, help="YYYY-MM-DD")
+    reconcile.add_argument(
+        "--statement",
+        type=Path,
+        default=None,
+        help="the bank's statement file for the day (CSV with payment_id, status and amount columns); "
+        "default: fetch the statement from the bank's API",
+    )
     reconcile.set_defaults(func=_reconcile)
     export = commands.add_parser("export-payments", help="every payment of a month, end to end (JSON Lines)")
     export.add_argument("--period", required=True, help="YYYY-MM")

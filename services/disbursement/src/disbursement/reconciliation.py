@@ -1,11 +1,19 @@
 """Nightly reconciliation: the ledger against the bank's statement for a day, and entitlements against the
 payments of the month. Each mismatch is a line in the report and a `disbursement.reconciliation.flagged`
-event. A job that owns its transaction (called by `doudi reconcile`); re-running a day replaces its report."""
+event. A job that owns its transaction (called by `doudi reconcile`); re-running a day replaces its report.
+
+The statement is the bank's daily file (`doudi reconcile --statement PATH`: a CSV with `payment_id`, `status`
+and `amount` columns, the sandbox bank's `statement-<day>.csv`), read line by line, or, for a small day, the
+bank's API. At a million lines the job holds only the statement's keys and amounts, and streams the day's
+ledger postings against them page by page: memory grows with the statement, never with the ledger."""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -17,81 +25,142 @@ from shared.contracts.disbursement import MismatchFlagged
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 
+# The postings that move money at the bank, and the statement status each is. Other kinds (an advance's
+# reclassification, a recovery, a write-off) move money between the fund's own accounts: no statement line.
 KIND_OF_TXN = {"settlement": "settled", "reversal": "returned"}
+STATEMENT_COLUMNS = ("payment_id", "status", "amount")
+PAGE = 10_000  # ledger rows fetched per round trip, payment ids per lookup, events per insert
+
+# One line of a statement: payment id, status (settled | returned), amount.
+StatementLine = tuple[str, str, Decimal]
 
 
-async def reconcile(uow: UnitOfWork, bank: BankClient, day: date) -> Reconciliation:
+class StatementError(ValueError):
+    """The file is not a bank statement this job can read (the message names the file and the line)."""
+
+
+def read_statement_file(path: Path) -> Iterator[StatementLine]:
+    """The lines of a statement file, one at a time. The header names the columns (any order, others ignored);
+    an unreadable line stops the job rather than being skipped: a skipped line is a mismatch never seen."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.reader(handle)
+        header = [name.strip() for name in next(rows, [])]
+        if not set(STATEMENT_COLUMNS) <= set(header):
+            raise StatementError(
+                f"{path}: the first line must name the columns {', '.join(STATEMENT_COLUMNS)}; it is {header!r}"
+            )
+        at_id, at_status, at_amount = (header.index(name) for name in STATEMENT_COLUMNS)
+        for number, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            try:
+                amount = Decimal(row[at_amount])
+                if not amount.is_finite():
+                    raise InvalidOperation
+                yield row[at_id], row[at_status], amount
+            except (IndexError, InvalidOperation):
+                raise StatementError(f"{path}, line {number}: not a statement line: {','.join(row)[:200]!r}") from None
+
+
+def _lines_of(lines: Iterable[dict[str, str]]) -> Iterator[StatementLine]:
+    for line in lines:
+        yield line["payment_id"], line["status"], Decimal(line["amount"])
+
+
+async def reconcile(
+    uow: UnitOfWork, bank: BankClient | None, day: date, statement: Path | None = None
+) -> Reconciliation:
+    """Reconcile `day` against the statement file `statement`, or, without one, the statement `bank` serves."""
     session = uow.session
-    lines = await bank.statement(day.isoformat())
+    if statement is not None:
+        lines = read_statement_file(statement)
+    elif bank is not None:
+        lines = _lines_of(await bank.statement(day.isoformat()))
+    else:
+        raise ValueError("reconcile needs the bank's statement: a file or a bank to fetch it from")
+    theirs: dict[str, dict[str, Decimal]] = {}  # status → payment id → amount; what the ledger matches is removed
+    statement_lines = 0
+    for payment_id, status, amount in lines:
+        theirs.setdefault(status, {})[payment_id] = amount
+        statement_lines += 1
+
     start = datetime.combine(day, time.min, tzinfo=UTC)
     posted = (
-        await session.execute(
-            select(LedgerTransaction.kind, LedgerTransaction.payment_id, LedgerEntry.amount, Payment.case_id)
-            .join(LedgerEntry, LedgerEntry.txn_id == LedgerTransaction.txn_id)
-            .join(Payment, Payment.payment_id == LedgerTransaction.payment_id)
-            .where(
-                LedgerTransaction.posted_at >= start,
-                LedgerTransaction.posted_at < start + timedelta(days=1),
-                LedgerEntry.side == "debit",
-            )
+        select(LedgerTransaction.kind, LedgerTransaction.payment_id, LedgerEntry.amount, LedgerEntry.case_id)
+        .join(LedgerEntry, LedgerEntry.txn_id == LedgerTransaction.txn_id)
+        .where(
+            LedgerTransaction.posted_at >= start,
+            LedgerTransaction.posted_at < start + timedelta(days=1),
+            LedgerTransaction.kind.in_(list(KIND_OF_TXN)),
+            LedgerEntry.side == "debit",
         )
-    ).all()
-    ours = {(payment_id, KIND_OF_TXN[kind]): (amount, case_id) for kind, payment_id, amount, case_id in posted}
-    theirs = {(line["payment_id"], line["status"]): Decimal(line["amount"]) for line in lines}
-    unknown_cases = await _cases_of(uow, {pid for pid, _ in theirs})
-    mismatches: list[dict[str, Any]] = []
-    for (payment_id, status), (amount, case_id) in sorted(ours.items()):
-        if (payment_id, status) not in theirs:
-            mismatches.append(
-                {
-                    "kind": "missing_at_bank",
-                    "case_id": case_id,
-                    "payment_id": payment_id,
-                    "detail": f"ledger has {status} {amount}; the bank's statement does not",
-                }
-            )
-        elif theirs[(payment_id, status)] != amount:
-            mismatches.append(
-                {
-                    "kind": "amount_differs",
-                    "case_id": case_id,
-                    "payment_id": payment_id,
-                    "detail": f"ledger {amount}, bank {theirs[(payment_id, status)]}",
-                }
-            )
-    for (payment_id, status), amount in sorted(theirs.items()):
-        if (payment_id, status) not in ours:
-            mismatches.append(
-                {
-                    "kind": "missing_in_ledger",
-                    "case_id": unknown_cases.get(payment_id, "unknown"),
-                    "payment_id": payment_id,
-                    "detail": f"the bank booked {status} {amount}; the ledger has no such posting",
-                }
-            )
+        .execution_options(yield_per=PAGE)
+    )
+    ours: list[tuple[str, str, dict[str, Any]]] = []  # (payment id, status, mismatch), sorted below
+    ledger_transactions = 0
+    result = await session.stream(posted)
+    async for page in result.partitions():
+        for kind, payment_id, amount, case_id in page:
+            ledger_transactions += 1
+            status = KIND_OF_TXN[kind]
+            booked = theirs[status].pop(payment_id, None) if status in theirs else None
+            if booked is None:
+                detail = f"ledger has {status} {amount}; the bank's statement does not"
+                ours.append((payment_id, status, _mismatch("missing_at_bank", case_id, payment_id, detail)))
+            elif booked != amount:
+                detail = f"ledger {amount}, bank {booked}"
+                ours.append((payment_id, status, _mismatch("amount_differs", case_id, payment_id, detail)))
+    ours.sort(key=lambda found: found[:2])
+
+    unmatched = sorted(
+        (payment_id, status, amount) for status, rest in theirs.items() for payment_id, amount in rest.items()
+    )
+    theirs.clear()
+    unknown_cases = await _cases_of(uow, sorted({payment_id for payment_id, _, _ in unmatched}))
+    mismatches = [mismatch for _, _, mismatch in ours] + [
+        _mismatch(
+            "missing_in_ledger",
+            unknown_cases.get(payment_id, "unknown"),
+            payment_id,
+            f"the bank booked {status} {amount}; the ledger has no such posting",
+        )
+        for payment_id, status, amount in unmatched
+    ]
     mismatches += await _due_unpaid(uow, day)
     await session.execute(delete(Reconciliation).where(Reconciliation.reconciliation_date == day))
     report = Reconciliation(
         reconciliation_date=day,
         ran_at=utcnow(),
         clean=not mismatches,
-        statement_lines=len(lines),
-        ledger_transactions=len(ours),
+        statement_lines=statement_lines,
+        ledger_transactions=ledger_transactions,
         mismatches=mismatches,
     )
     session.add(report)
-    for mismatch in mismatches:
-        await uow.outbox.add(MismatchFlagged(reconciliation_date=day.isoformat(), **mismatch), key=mismatch["case_id"])
+    for start_at in range(0, len(mismatches), PAGE):
+        await uow.outbox.add_many(
+            [
+                (MismatchFlagged(reconciliation_date=day.isoformat(), **mismatch), mismatch["case_id"])
+                for mismatch in mismatches[start_at : start_at + PAGE]
+            ]
+        )
     return report
 
 
-async def _cases_of(uow: UnitOfWork, payment_ids: set[str]) -> dict[str, str]:
-    if not payment_ids:
-        return {}
-    rows = await uow.session.execute(
-        select(Payment.payment_id, Payment.case_id).where(Payment.payment_id.in_(payment_ids))
-    )
-    return dict(rows.all())
+def _mismatch(kind: str, case_id: str, payment_id: str, detail: str) -> dict[str, Any]:
+    return {"kind": kind, "case_id": case_id, "payment_id": payment_id, "detail": detail}
+
+
+async def _cases_of(uow: UnitOfWork, payment_ids: list[str]) -> dict[str, str]:
+    """The case of each payment the database knows, looked up a page of ids at a time (a million bound
+    parameters in one IN would exceed what asyncpg accepts)."""
+    cases: dict[str, str] = {}
+    for start in range(0, len(payment_ids), PAGE):
+        rows = await uow.session.execute(
+            select(Payment.payment_id, Payment.case_id).where(Payment.payment_id.in_(payment_ids[start : start + PAGE]))
+        )
+        cases.update((payment_id, case_id) for payment_id, case_id in rows)
+    return cases
 
 
 async def _due_unpaid(uow: UnitOfWork, day: date) -> list[dict[str, Any]]:
