@@ -175,6 +175,34 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recompute(args: argparse.Namespace) -> int:
+    """Re-compute approved monthly amounts with the rules in force from a date (a new standard) in the
+    eligibility database; the running service's relay publishes the changes. Safe to run again."""
+    from datetime import date
+
+    from eligibility.recompute import recompute
+    from shared.service import Runtime
+
+    try:
+        effective = date.fromisoformat(args.effective)
+    except ValueError:
+        print("doudi: --from must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
+        return 2
+    stack = load_settings(StackSettings)
+    settings = service_settings(stack, f"127.0.0.1:{stack.kafka_port}")["eligibility"]
+
+    async def go() -> dict[str, object]:
+        runtime = Runtime(load_spec("eligibility"), settings)
+        try:
+            async with runtime.uow() as uow:
+                return await recompute(uow, effective, progress=True)
+        finally:
+            await runtime.engine.dispose()
+
+    print(json.dumps(asyncio.run(go()), ensure_ascii=False))  # noqa: T201
+    return 0
+
+
 def _pay_run(args: argparse.Namespace) -> int:
     """Instruct the month's payments straight in the disbursement database; the running service's relay and
     bank submitter take them from there. Safe to run again: a month is never paid twice."""
@@ -452,6 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_cmd.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: today)")
     sweep_cmd.add_argument("--window-days", type=int, default=365, help="how recent a refusal, stop or signal counts")
     sweep_cmd.set_defaults(func=_sweep)
+    recompute_cmd = commands.add_parser(
+        "recompute", help="a new standard from a date: re-compute approved monthly amounts from its month"
+    )
+    recompute_cmd.add_argument("--from", dest="effective", required=True, help="YYYY-MM-DD the standard applies from")
+    recompute_cmd.set_defaults(func=_recompute)
     pay_run = commands.add_parser("pay-run", help="instruct a month's payments (resumable, never pays twice)")
     pay_run.add_argument("--month", required=True, help="YYYY-MM")
     pay_run.add_argument("--region", default="000000", help="limit the run to a region (default: everywhere)")
