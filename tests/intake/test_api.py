@@ -62,6 +62,19 @@ class TestSubmitApplication:
             keys = [m["person_key"] for m in payload["household"]["members"]]
             assert keys == [person_key(m["id_number"], DEV_LINKAGE_KEY) for m in body["household"]["members"]]
 
+    async def test_services_the_household_asks_for_travel_with_the_application(self, services: ServiceFactory) -> None:
+        from sqlalchemy import select
+
+        async with api_client(services, "intake") as client:
+            response = await client.post("/v1/applications", json=application(services_requested=["counselling"]))
+            assert response.status_code == 201, response.text
+            async with client.runtime.engine.connect() as conn:
+                payload = (await conn.execute(select(messaging.outbox.c.payload))).scalar_one()
+            assert payload["services_requested"] == ["counselling"]
+            unknown = await client.post("/v1/applications", json=application(services_requested=["massage"]))
+            assert unknown.status_code == 422
+            assert unknown.json()["errors"][0]["field"].startswith("services_requested")
+
     async def test_a_client_may_not_set_a_person_key(self, services: ServiceFactory) -> None:
         async with api_client(services, "intake") as client:
             body = application()

@@ -30,6 +30,12 @@ async def new_case(runtime: Any) -> str:
 
 def events_for(case_id: str) -> dict[str, Any]:
     determination_id, payment_id, need_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    provider = {
+        "case_id": case_id,
+        "referral_id": str(uuid.uuid4()),
+        "kind": "counselling",
+        "organisation": "pudong-social-work-centre",
+    }
     determination = {
         "case_id": case_id,
         "determination_id": determination_id,
@@ -85,6 +91,11 @@ def events_for(case_id: str) -> dict[str, Any]:
         "referral.need.delivered": referral.NeedDelivered(
             case_id=case_id, need_id=need_id, organisation="pudong-charity-federation", amount=Decimal("300.00")
         ),
+        "referral.service.referred": referral.ServiceReferred(**provider, area="310115", reason="requested"),
+        "referral.service.accepted": referral.ServiceAccepted(**provider, note="周三面谈"),
+        "referral.service.declined": referral.ServiceDeclined(**provider, note="已满"),
+        "referral.service.completed": referral.ServiceCompleted(**provider, outcome="三次面谈"),
+        "referral.service.missed": referral.ServiceMissed(**provider),
     }
 
 
@@ -92,7 +103,17 @@ ROWS = {
     "eligibility.determination": CaseDetermination,
     "disbursement.payment": CasePayment,
     "referral.need": CaseReferral,
+    "referral.service": CaseReferral,
 }
+# A step updates the row its referral's first event made (same topic, same key: it never arrives first).
+STEPS = (
+    "referral.need.claimed",
+    "referral.need.delivered",
+    "referral.service.accepted",
+    "referral.service.declined",
+    "referral.service.completed",
+    "referral.service.missed",
+)
 
 
 @pytest.mark.parametrize("event_type", list(events_for("x")))
@@ -105,10 +126,8 @@ async def test_each_event_delivered_twice_is_recorded_once(services: ServiceFact
         await deliver_twice(runtime, events_for(case_id)[event_type], key=case_id)
         assert await count(runtime, CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event_type == event_type) == 1
         row = ROWS.get(event_type.rsplit(".", 1)[0])
-        # A claim or delivery updates the row its need's publication made (same topic, same key: it never
-        # arrives first), so alone it adds none.
-        if row is not None and event_type not in ("referral.need.claimed", "referral.need.delivered"):
-            assert await count(runtime, row, row.case_id == case_id) == 1
+        if row is not None:  # a step alone adds no row
+            assert await count(runtime, row, row.case_id == case_id) == (0 if event_type in STEPS else 1)
 
 
 async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(services: ServiceFactory) -> None:
@@ -206,3 +225,47 @@ async def test_the_case_shows_a_delayed_verification_until_it_completes(services
         late = await apply("eligibility.verification.delayed")  # a stale delay never hides the completed test
         assert late is not None
         assert late["status"] == "completed"
+
+
+async def test_a_service_referral_shows_its_provider_steps_and_outcome(services: ServiceFactory) -> None:
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        events = events_for(case_id)
+        seen = []
+        for event_type in (
+            "referral.service.referred",
+            "referral.service.accepted",
+            "referral.service.completed",
+            "referral.service.accepted",  # a stale step (a replay) never reopens what was completed
+        ):
+            async with runtime.uow() as uow:
+                await read_model.record_event(
+                    uow, events[event_type], event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+            async with runtime.sessionmaker() as session:
+                row = (await session.execute(select(CaseReferral).where(CaseReferral.case_id == case_id))).scalar_one()
+            seen.append((row.kind, row.category, row.status, row.organisation, row.outcome))
+        provider = "pudong-social-work-centre"
+        assert seen == [
+            ("service", "counselling", "referred", provider, ""),
+            ("service", "counselling", "accepted", provider, "周三面谈"),
+            ("service", "counselling", "completed", provider, "三次面谈"),
+            ("service", "counselling", "completed", provider, "三次面谈"),
+        ]
+
+
+async def test_a_service_referral_nobody_covers_shows_unassigned(services: ServiceFactory) -> None:
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        event = referral.ServiceReferred(
+            case_id=case_id, referral_id=str(uuid.uuid4()), kind="shelter", area="310112", reason="requested"
+        )
+        async with runtime.uow() as uow:
+            await read_model.record_event(
+                uow, event, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+            )
+            await uow.commit()
+        async with runtime.sessionmaker() as session:
+            row = (await session.execute(select(CaseReferral).where(CaseReferral.case_id == case_id))).scalar_one()
+        assert (row.category, row.status, row.organisation, row.reason) == ("shelter", "unassigned", None, "requested")

@@ -42,6 +42,8 @@ referral     GET  /v1/discovery/summary                      Y      .      Y    
 referral     POST /v1/needs/{need_id}/claim                  .      .      .       Y        .        .        .
 referral     POST /v1/needs/{need_id}/delivery               .      .      .       Y        .        .        .
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y        .
+referral     GET  /v1/service-referrals                      Y      .      Y       Y        .        Y        .
+referral     POST /v1/service-referrals/{referral_id}/outcome .     .      .       Y        .        .        .
 """
 
 

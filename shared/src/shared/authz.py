@@ -56,6 +56,9 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/needs/{need_id}/claim"): frozenset({"charity"}),
     ("referral", "POST", "/v1/needs/{need_id}/delivery"): frozenset({"charity"}),
+    # Service referrals: casework follows them; the provider (an organisation of the register) records each step.
+    ("referral", "GET", "/v1/service-referrals"): frozenset({"charity", "advisor", "officer", "admin"}),
+    ("referral", "POST", "/v1/service-referrals/{referral_id}/outcome"): frozenset({"charity"}),
     # outreach: advisors visit; officers follow how discovery is doing.
     ("referral", "GET", "/v1/outreach-tasks"): frozenset({"advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/outreach-tasks/{task_id}/outcome"): frozenset({"advisor"}),

@@ -108,6 +108,9 @@ DETERMINATION_STATUS = {
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})
 PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "cancelled": 1, "returned": 2}
+# A service referral: referred (or unassigned: nobody covers the area) → accepted → completed or no_show;
+# declined by the provider before that.
+SERVICE_RANK = {"referred": 0, "unassigned": 0, "accepted": 1, "declined": 2, "completed": 2, "no_show": 2}
 
 
 def supersedes(ranks: dict[str, int], current: str | None, incoming: str) -> bool:

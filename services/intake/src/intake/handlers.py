@@ -36,6 +36,11 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "referral.need.published",
         "referral.need.claimed",
         "referral.need.delivered",
+        "referral.service.referred",
+        "referral.service.accepted",
+        "referral.service.declined",
+        "referral.service.completed",
+        "referral.service.missed",
     ),
     on_case_event,
 )

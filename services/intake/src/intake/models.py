@@ -124,6 +124,9 @@ class CaseReferral(Base):
     area: Mapped[str] = mapped_column(String(12))
     status: Mapped[str] = mapped_column(String(20))
     amount: Mapped[Decimal | None] = mapped_column(Money())
+    organisation: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    outcome: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
 
 class Signal(Base):

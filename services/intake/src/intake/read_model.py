@@ -11,6 +11,7 @@ from intake.domain import (
     DETERMINATION_RANK,
     DETERMINATION_STATUS,
     PAYMENT_RANK,
+    SERVICE_RANK,
     case_status,
     supersedes,
 )
@@ -39,7 +40,16 @@ from shared.contracts.eligibility import (
     VerificationCompleted,
     VerificationDelayed,
 )
-from shared.contracts.referral import NeedClaimed, NeedDelivered, NeedPublished
+from shared.contracts.referral import (
+    NeedClaimed,
+    NeedDelivered,
+    NeedPublished,
+    ServiceAccepted,
+    ServiceCompleted,
+    ServiceDeclined,
+    ServiceMissed,
+    ServiceReferred,
+)
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.logging import get_logger
@@ -51,6 +61,12 @@ PAYMENT_STATUS = {
     "disbursement.payment.settled": "settled",
     "disbursement.payment.failed": "failed",
     "disbursement.payment.returned": "returned",
+}
+SERVICE_STATUS = {
+    "referral.service.accepted": "accepted",
+    "referral.service.declined": "declined",
+    "referral.service.completed": "completed",
+    "referral.service.missed": "no_show",
 }
 
 
@@ -164,6 +180,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                         area=event.area,
                         status="published",
                         amount=event.amount,
+                        reason=event.reason,
                     )
                 )
         case NeedClaimed() | NeedDelivered():
@@ -171,6 +188,30 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             status = "claimed" if isinstance(event, NeedClaimed) else "delivered"
             if referral is not None and (referral.status, status) != ("delivered", "claimed"):
                 referral.status = status
+                referral.organisation = event.organisation
+        case ServiceReferred():
+            if await repository.get_referral(event.referral_id) is None:
+                uow.session.add(
+                    CaseReferral(
+                        referral_id=event.referral_id,
+                        case_id=case_id,
+                        kind="service",
+                        category=event.kind,
+                        area=event.area,
+                        status="referred" if event.organisation else "unassigned",
+                        organisation=event.organisation,
+                        reason=event.reason,
+                    )
+                )
+        case ServiceAccepted() | ServiceDeclined() | ServiceCompleted() | ServiceMissed():
+            # One topic, keyed by case: the referral's own event always comes first.
+            referral = await repository.get_referral(event.referral_id)
+            status = SERVICE_STATUS[event.event_type]
+            if referral is not None and supersedes(SERVICE_RANK, referral.status, status):
+                referral.status = status
+                referral.outcome = (event.outcome if isinstance(event, ServiceCompleted) else event.note) or (
+                    referral.outcome
+                )
     await uow.session.flush()
     statuses = [d.status for d in await repository.list_determinations(case_id)]
     before = case.status

@@ -95,6 +95,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         payee_account=command.payee_account,
         filed_by=filed_by,
         lead_id=command.lead_id,
+        services_requested=list(dict.fromkeys(command.services_requested)),
     )
     event_id = await uow.outbox.add(event, key=case_id)
     await repository.add_event(

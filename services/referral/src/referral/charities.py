@@ -55,6 +55,18 @@ def register() -> dict[str, Organisation]:
     }
 
 
+def provider_for(kind: str, region: str) -> Organisation | None:
+    """The organisation a service referral of `kind` for a case in `region` goes to: of those with the kind
+    among their categories and an area covering the region, the one whose area is most specific (a
+    district's before the city's), then by id. None when nobody covers it."""
+    ranked = sorted(
+        (-max(len(a) for a in org.areas if region.startswith(a)), org.org_id, org)
+        for org in register().values()
+        if kind in org.categories and any(region.startswith(a) for a in org.areas)
+    )
+    return ranked[0][2] if ranked else None
+
+
 def organisation_of(principal: Principal) -> Organisation:
     found = register().get(principal.subject)
     if found is None:

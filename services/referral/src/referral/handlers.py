@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral import outreach, service
+from referral import outreach, service, service_referrals
 from shared.contracts.eligibility import DeterminationDenied, LeadQualified
 from shared.contracts.intake import ApplicationSubmitted
 from shared.db.uow import UnitOfWork
@@ -16,12 +16,14 @@ async def on_determination_denied(uow: UnitOfWork, event: DeterminationDenied, e
     await service.publish_need_for_denial(uow, event)
 
 
+async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
+    await outreach.converted_by_application(uow, event)
+    await service_referrals.open_for_application(uow, event)
+
+
 def build_handlers(settings: Any) -> dict[str, Handler]:
     async def on_lead_qualified(uow: UnitOfWork, event: LeadQualified, envelope: Envelope) -> None:
         await outreach.open_task(uow, event, settings.outreach_response_days)
-
-    async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
-        await outreach.converted_by_application(uow, event)
 
     return {
         "intake.application.submitted": on_application_submitted,

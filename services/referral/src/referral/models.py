@@ -63,3 +63,30 @@ class OutreachTask(Base):
     application_case_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ServiceReferral(Base):
+    """A household referred to a provider for a service: counselling, shelter. One per case and kind.
+
+    referred ──accepted──▶ accepted ──completed / no_show
+        └──declined
+    unassigned: no registered provider of the kind covers the case's area.
+    """
+
+    __tablename__ = "service_referrals"
+    __table_args__ = (UniqueConstraint("case_id", "kind"),)
+
+    referral_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    street: Mapped[str | None] = mapped_column(String(12))
+    community: Mapped[str | None] = mapped_column(String(15))
+    organisation: Mapped[str | None] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    outcome: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from referral.api.outreach import router as outreach_router
 from referral.api.routes import router
+from referral.api.service_referrals import router as service_referrals_router
 from referral.handlers import build_handlers
 from referral.models import Base, messaging
 from referral.outreach import watch_tasks
@@ -14,8 +15,8 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     tables=messaging,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, outreach_router],
+    routers=[router, outreach_router, service_referrals_router],
     handlers=build_handlers,
     background=[watch_tasks],
-    description="Needs published to charities, and outreach to households.",
+    description="Needs published to charities, service referrals, and outreach to households.",
 )

@@ -28,6 +28,8 @@ IncomeKind = Literal[
     "other",
 ]
 Channel = Literal["window", "advisor", "online", "discovery"]
+# Services a household can be referred to (referral's service referrals), besides money.
+ServiceKind = Literal["counselling", "shelter"]
 Programme = Literal[
     "subsistence_allowance", "low_income_margin", "expenditure_hardship", "temporary_aid", "extreme_poverty"
 ]
@@ -122,6 +124,9 @@ class ApplicationSubmitted(Event):
     filed_by: str = ""
     # The lead (政策找人) an advisor's visit turned into this application, if any.
     lead_id: str | None = None
+    # Services the household asked for at application (counselling during verification, shelter); referral
+    # refers it to a provider of each.
+    services_requested: list[ServiceKind] = []
 
 
 class ApplicationWithdrawn(Event):

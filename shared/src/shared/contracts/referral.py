@@ -1,4 +1,4 @@
-"""Events referral publishes on `referral.need`."""
+"""Events referral publishes on `referral.need` and `referral.service`."""
 
 from __future__ import annotations
 
@@ -35,3 +35,54 @@ class NeedDelivered(Event):
     need_id: str
     organisation: str
     amount: Money | None = None
+
+
+class _ServiceReferral(Event):
+    case_id: str
+    referral_id: str
+    # counselling | shelter (a string, so a reader does not fail on a kind added later)
+    kind: str
+    organisation: str | None = None
+
+
+class ServiceReferred(_ServiceReferral):
+    """The household is referred for a service (counselling during verification; shelter for people with
+    neither a local hukou nor a local residence permit). `organisation` is the provider it was referred to,
+    None when no registered provider of that kind covers the area; `reason` says why it was referred."""
+
+    event_type = "referral.service.referred"
+
+    area: str
+    reason: str = ""
+
+
+class ServiceAccepted(_ServiceReferral):
+    """The provider took the referral on."""
+
+    event_type = "referral.service.accepted"
+
+    note: str = ""
+
+
+class ServiceDeclined(_ServiceReferral):
+    """The provider could not take the referral on."""
+
+    event_type = "referral.service.declined"
+
+    note: str = ""
+
+
+class ServiceCompleted(_ServiceReferral):
+    """The service was given; `outcome` is the provider's short account of it (not case notes)."""
+
+    event_type = "referral.service.completed"
+
+    outcome: str = ""
+
+
+class ServiceMissed(_ServiceReferral):
+    """The household did not come (no-show)."""
+
+    event_type = "referral.service.missed"
+
+    note: str = ""

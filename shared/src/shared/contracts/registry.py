@@ -37,5 +37,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         referral.NeedPublished,
         referral.NeedClaimed,
         referral.NeedDelivered,
+        referral.ServiceReferred,
+        referral.ServiceAccepted,
+        referral.ServiceDeclined,
+        referral.ServiceCompleted,
+        referral.ServiceMissed,
     )
 }

@@ -30,7 +30,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("eligibility.lead", 8, "households a signal or a sweep shows may qualify: leads for an advisor's visit"),
     Topic("disbursement.payment", 8, "payments to households: settled, failed, returned"),
     Topic("disbursement.reconciliation", 2, "mismatches nightly reconciliation found"),
-    Topic("referral.need", 8, "needs published to charities, claims and deliveries"),
+    Topic("referral.need", 8, "needs published to charities, claims, offers matched to cases, and deliveries"),
+    Topic("referral.service", 4, "service referrals (counselling, shelter) to providers, and their outcomes"),
 )
 DLQ_PARTITIONS = 1
 

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from intake.domain import id_number_problem
 from shared.contracts.base import Money
-from shared.contracts.intake import Assets, Channel, Emergency, Expenditures, HouseholdFacts, MemberFacts, Programme
+from shared.contracts.intake import (
+    Assets,
+    Channel,
+    Emergency,
+    Expenditures,
+    HouseholdFacts,
+    MemberFacts,
+    Programme,
+    ServiceKind,
+)
 
 
 class _Strict(BaseModel):
@@ -72,6 +81,10 @@ class ApplicationCreate(_Strict):
     payee_account: str | None = Field(default=None, pattern=r"^\d{8,30}$")
     # The lead an advisor's visit came from (政策找人): the application is then of channel `discovery`.
     lead_id: str | None = Field(default=None, min_length=1, max_length=36)
+    # Services the household asks for besides money: counselling during verification, shelter. Referral
+    # refers it to a provider of each (and does so unasked after an emergency, or for a household with no
+    # local hukou or residence permit).
+    services_requested: list[ServiceKind] = Field(default_factory=list, max_length=2)
 
     @model_validator(mode="after")
     def _discovery_has_a_lead(self) -> ApplicationCreate:
@@ -127,12 +140,19 @@ class PaymentRead(BaseModel):
 
 
 class ReferralRead(BaseModel):
+    """A charity need (`charity_need`) or a service referral (`service`: category counselling or shelter)."""
+
     referral_id: str
     kind: str
     category: str
     area: str
     status: str
     amount: Money | None = None
+    # The charity or provider that has it (none until a charity claims a need, or when no provider covers
+    # a service referral's area); why it was made; what came of it, in the provider's words.
+    organisation: str | None = None
+    reason: str = ""
+    outcome: str = ""
 
 
 class CaseRead(BaseModel):
