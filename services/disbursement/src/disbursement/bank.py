@@ -1,18 +1,21 @@
 """The bank adapter and the loop that sends pending payment instructions to it.
 
-Each instruction goes to the bank with `Idempotency-Key: <payment_id>`: a retry after a timeout, or after a
-crash between sending and recording, is recognised by the bank and never pays twice.
+Instructions go to the bank in batches (`POST /v1/payment-batches`, up to `submit_batch_size` orders); each
+order is keyed by its payment id: a retry after a timeout, or after a crash between sending and recording,
+is recognised by the bank and never pays twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from disbursement.models import Entitlement, Payment
 from disbursement.settings import DisbursementSettings
@@ -25,6 +28,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+# Batch keys are uuid5s of the batch's payment ids in this namespace: the same batch always has the same key.
+BATCH_NAMESPACE = uuid.UUID("5b0c7f0e-6a1d-4d0e-9a43-0d0b1d5e2a11")
+
+
+class BankRefused(str):
+    """The bank refused one order of a batch (the text says why); the rest of the batch stands."""
+
+
 class BankClient:
     """HTTP adapter for a payment gateway (the sandbox bank speaks the same protocol)."""
 
@@ -34,19 +45,36 @@ class BankClient:
         )
         self._callback_url = settings.callback_url
 
-    async def submit(self, payment: Payment, account: str) -> str:
+    async def submit(self, payments: Sequence[tuple[Payment, str]]) -> dict[str, str | BankRefused]:
+        """Send (payment, account) orders in one batch. The batch's key is derived from its payment ids and
+        every order carries its payment id as its own key, so a batch sent again after a timeout (or after a
+        crash between sending and recording) pays nobody twice. Returns each payment's bank reference, or why
+        the bank refused that order."""
+        ids = sorted(payment.payment_id for payment, _ in payments)
+        batch_key = str(uuid.uuid5(BATCH_NAMESPACE, ",".join(ids)))
         response = await self._client.post(
-            "/v1/payments",
+            "/v1/payment-batches",
             json={
-                "payment_id": payment.payment_id,
-                "amount": str(payment.amount),
-                "account": account,
-                "callback_url": self._callback_url,
+                "payments": [
+                    {
+                        "payment_id": payment.payment_id,
+                        "amount": str(payment.amount),
+                        "account": account,
+                        "callback_url": self._callback_url,
+                    }
+                    for payment, account in payments
+                ]
             },
-            headers={"Idempotency-Key": payment.payment_id},
+            headers={"Idempotency-Key": batch_key},
         )
         response.raise_for_status()
-        return str(response.json()["bank_reference"])
+        answers: dict[str, str | BankRefused] = {}
+        for line in response.json()["results"]:
+            reference = line.get("bank_reference")
+            answers[str(line["payment_id"])] = (
+                str(reference) if reference and line["status"] != "rejected" else BankRefused(line.get("reason", ""))
+            )
+        return answers
 
     async def statement(self, day: str) -> list[dict[str, str]]:
         """The bank's statement for a day: every settlement and return it booked."""
@@ -116,31 +144,47 @@ async def submit_batch(runtime: Runtime, bank: BankClient, settings: Disbursemen
                 .limit(settings.submit_batch_size)
             )
         ).all()
-    for payment, account in rows:
-        try:
-            reference = await bank.submit(payment, account)
-        except httpx.HTTPError as exc:
-            log.warning("bank_submit_failed", payment_id=payment.payment_id, error=str(exc))
-            async with runtime.sessionmaker.begin() as session:
-                await session.execute(
-                    update(Payment)
-                    .where(Payment.payment_id == payment.payment_id)
-                    .values(attempts=Payment.attempts + 1, last_error=str(exc)[:500], updated_at=utcnow())
-                )
-            await asyncio.sleep(min(10.0, 0.2 * 2**payment.attempts))
-            continue
-        async with runtime.sessionmaker.begin() as session:
+    if not rows:
+        return 0
+    try:
+        answers = await bank.submit([(payment, account) for payment, account in rows])
+    except httpx.HTTPError as exc:  # nothing known of the batch: every order is tried again, keyed as before
+        log.warning("bank_submit_failed", payments=len(rows), error=str(exc))
+        answers = {payment.payment_id: BankRefused(f"batch not accepted: {exc}") for payment, _ in rows}
+        failed = True
+    else:
+        failed = False
+    now = utcnow()
+    accepted = [
+        {"pid": pid, "reference": answer} for pid, answer in answers.items() if not isinstance(answer, BankRefused)
+    ]
+    refused = [
+        {"pid": pid, "error": str(answer)[:500]} for pid, answer in answers.items() if isinstance(answer, BankRefused)
+    ]
+    table = Payment.__table__
+    async with runtime.sessionmaker.begin() as session:
+        if accepted:
             # Only from pending: the bank's callback may already have settled it.
             await session.execute(
-                update(Payment)
-                .where(Payment.payment_id == payment.payment_id, Payment.status == "pending")
+                update(table)
+                .where(table.c.payment_id == bindparam("pid"), table.c.status == "pending")
                 .values(
                     status="submitted",
-                    bank_reference=reference,
-                    attempts=Payment.attempts + 1,
-                    updated_at=utcnow(),
-                )
+                    bank_reference=bindparam("reference"),
+                    attempts=table.c.attempts + 1,
+                    updated_at=now,
+                ),
+                accepted,
             )
+        if refused:
+            await session.execute(
+                update(table)
+                .where(table.c.payment_id == bindparam("pid"))
+                .values(attempts=table.c.attempts + 1, last_error=bindparam("error"), updated_at=now),
+                refused,
+            )
+    if failed:
+        await asyncio.sleep(min(10.0, 0.2 * 2 ** min(payment.attempts for payment, _ in rows)))
     return len(rows)
 
 

@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import DEV_SECRET, ServiceSettings
@@ -18,7 +18,8 @@ class DisbursementSettings(ServiceSettings):
     callback_url: str = ""
     bank_callback_secret: str = DEV_SECRET
     bank_timeout_seconds: float = 5.0
-    submit_batch_size: int = 100
+    # Orders per batch sent to the bank (the sandbox bank takes up to 1,000).
+    submit_batch_size: int = Field(default=500, ge=1, le=1000)
     submit_max_attempts: int = 8
     # How often the worker recounts payments by status for /metrics.
     metrics_every_seconds: float = 10.0

@@ -51,6 +51,22 @@ class PaymentAccepted(BaseModel):
     status: str
 
 
+class PaymentBatch(BaseModel):
+    payments: list[PaymentOrder] = Field(min_length=1, max_length=1000)
+
+
+class BatchLine(BaseModel):
+    payment_id: str
+    bank_reference: str | None = None
+    status: str  # accepted (or the order's current status when sent before) | rejected
+    reason: str = ""
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    results: list[BatchLine]
+
+
 @dataclass
 class BankPayment:
     order: PaymentOrder
@@ -111,6 +127,26 @@ class Bank:
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             await asyncio.sleep(self.settings.callback_delay_seconds)
 
+    def accept(self, order: PaymentOrder, idempotency_key: str) -> PaymentAccepted:
+        existing = self.by_key.get(idempotency_key)
+        if existing is not None:
+            if existing.order != order:
+                raise Conflict("Idempotency-Key reused with a different payment.")
+            if existing.status == "failed_temporary":  # the same order, tried again: nothing was paid before
+                existing.attempts += 1
+                existing.status = "accepted"
+                self.start(existing)
+            return PaymentAccepted(bank_reference=existing.reference, status=existing.status)
+        payment = BankPayment(order=order, reference="SBX" + uuid.uuid4().hex[:16].upper())
+        self.by_key[idempotency_key] = payment
+        self.start(payment)
+        return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+
+    def start(self, payment: BankPayment) -> None:
+        task = asyncio.create_task(self.deliver(payment))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     def book(self, payment: BankPayment, status: str) -> None:
         """Money moved (or failed to): a line on today's statement, and in the day's file."""
         if status not in ("settled", "returned"):
@@ -159,23 +195,22 @@ def create_app(settings: BankSettings) -> FastAPI:
     async def submit(
         order: PaymentOrder, idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=200)]
     ) -> PaymentAccepted:
-        existing = bank.by_key.get(idempotency_key)
-        if existing is not None:
-            if existing.order != order:
-                raise Conflict("Idempotency-Key reused with a different payment.")
-            if existing.status == "failed_temporary":  # the same order, tried again: nothing was paid before
-                existing.attempts += 1
-                existing.status = "accepted"
-                task = asyncio.create_task(bank.deliver(existing))
-                bank.tasks.add(task)
-                task.add_done_callback(bank.tasks.discard)
-            return PaymentAccepted(bank_reference=existing.reference, status=existing.status)
-        payment = BankPayment(order=order, reference="SBX" + uuid.uuid4().hex[:16].upper())
-        bank.by_key[idempotency_key] = payment
-        task = asyncio.create_task(bank.deliver(payment))
-        bank.tasks.add(task)
-        task.add_done_callback(bank.tasks.discard)
-        return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+        return bank.accept(order, idempotency_key)
+
+    @app.post("/v1/payment-batches", status_code=202, response_model=BatchAccepted)
+    async def submit_batch(
+        batch: PaymentBatch, idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=200)]
+    ) -> BatchAccepted:
+        """Many orders in one request. Each order is idempotent by its own payment id, exactly as if sent
+        alone (a batch sent again pays nobody twice); one order the bank refuses does not refuse the rest."""
+        results = []
+        for order in batch.payments:
+            try:
+                accepted = bank.accept(order, order.payment_id)
+                results.append(BatchLine(payment_id=order.payment_id, **accepted.model_dump()))
+            except Conflict as exc:
+                results.append(BatchLine(payment_id=order.payment_id, status="rejected", reason=str(exc)))
+        return BatchAccepted(batch_id=idempotency_key, results=results)
 
     @app.get("/v1/payments/{payment_id}", response_model=PaymentAccepted)
     async def status(payment_id: str) -> PaymentAccepted:
