@@ -240,3 +240,49 @@ def test_reconcile_refuses_a_statement_file_that_is_not_there(
 
     assert main(["reconcile", "--date", "2026-12-01", "--statement", str(tmp_path / "none.csv")]) == 2
     assert "no such statement file" in capsys.readouterr().err
+
+
+async def test_an_advance_no_verification_followed_is_a_mismatch(services: ServiceFactory) -> None:
+    """Advances against the decisions that followed: aid paid first ten weeks ago and never confirmed or
+    flagged is found; one confirmed is not."""
+    from datetime import timedelta
+
+    from disbursement import advances
+    from disbursement.models import Entitlement
+    from shared.contracts.eligibility import DeterminationConfirmed
+
+    async with api_client(services, "disbursement", role="reconciler") as client:
+        world = World(client, services)
+        paid_first = []
+        for _ in range(2):
+            grant = DeterminationApproved(
+                case_id=str(uuid.uuid4()),
+                determination_id=str(uuid.uuid4()),
+                programme="temporary_aid",
+                region="310115",
+                decided_on=TODAY,
+                amount=Decimal("1200.00"),
+                payment_kind="one_off",
+                payee_account="6222021001112223",
+                advance=True,
+            )
+            async with client.runtime.uow() as uow:
+                await service.open_entitlement(uow, grant)
+                await uow.commit()
+            async with client.runtime.sessionmaker.begin() as session:
+                payment = (await session.execute(select(Payment).where(Payment.case_id == grant.case_id))).scalar_one()
+                entitlement = await session.get(Entitlement, payment.entitlement_id)
+                entitlement.created_at -= timedelta(days=70)
+            world.bank_books(payment)
+            await world.we_hear(payment)
+            paid_first.append((grant, payment))
+        (confirmed, _), (forgotten, forgotten_payment) = paid_first
+        fields = confirmed.model_dump(exclude={"payment_kind", "payee_account", "review_due", "advance"})
+        async with client.runtime.uow() as uow:
+            await advances.confirm(uow, DeterminationConfirmed(**fields))
+            await uow.commit()
+        report = await world.reconcile()
+        assert [(m["kind"], m["payment_id"], m["case_id"]) for m in report["mismatches"]] == [
+            ("advance_undecided", forgotten_payment.payment_id, forgotten.case_id)
+        ]
+        assert report["ledger_transactions"] == 2  # the confirmation moved money between our own accounts only

@@ -127,6 +127,7 @@ async def reconcile(
         for payment_id, status, amount in unmatched
     ]
     mismatches += await _due_unpaid(uow, day)
+    mismatches += await _advances_undecided(uow, day)
     await session.execute(delete(Reconciliation).where(Reconciliation.reconciliation_date == day))
     report = Reconciliation(
         reconciliation_date=day,
@@ -193,6 +194,41 @@ async def _due_unpaid(uow: UnitOfWork, day: date) -> list[dict[str, Any]]:
             "detail": f"no payment for {period} after the month's run",
         }
         for entitlement_id, case_id in rows
+    ]
+
+
+# An advance is settled by the verification that follows it, within the decision deadline: 30 working days
+# from acceptance, 45 when extended (S5 第二十二条), about nine weeks. One still open after that is a mismatch
+# between the payment and the decision that should have followed it.
+ADVANCE_DECISION_DAYS = 65
+
+
+async def _advances_undecided(uow: UnitOfWork, day: date) -> list[dict[str, Any]]:
+    """Advances against the decisions that followed: aid paid first whose verification never confirmed or
+    flagged it."""
+    cutoff = datetime.combine(day - timedelta(days=ADVANCE_DECISION_DAYS), time.min, tzinfo=UTC)
+    rows = (
+        await uow.session.execute(
+            select(Entitlement.entitlement_id, Entitlement.case_id, Entitlement.created_at, Payment.payment_id)
+            .join(Payment, Payment.entitlement_id == Entitlement.entitlement_id)
+            .where(
+                Entitlement.kind == "advance",
+                Entitlement.advance_status == "open",
+                Entitlement.created_at < cutoff,
+                Payment.status.in_(("submitted", "settled")),
+            )
+        )
+    ).all()
+    return [
+        {
+            "kind": "advance_undecided",
+            "case_id": case_id,
+            "payment_id": payment_id,
+            "entitlement_id": entitlement_id,
+            "detail": f"paid as an advance on {created_at.date().isoformat()}; no verification has confirmed or "
+            f"flagged it in {ADVANCE_DECISION_DAYS} days",
+        }
+        for entitlement_id, case_id, created_at, payment_id in rows
     ]
 
 

@@ -74,7 +74,7 @@ class MismatchFlagged(Event):
 
     case_id: str
     reconciliation_date: str
-    kind: str  # missing_at_bank | missing_in_ledger | amount_differs | due_unpaid
+    kind: str  # missing_at_bank | missing_in_ledger | amount_differs | due_unpaid | advance_undecided
     payment_id: str | None = None
     entitlement_id: str | None = None
     detail: str = ""
