@@ -444,6 +444,57 @@ def test_the_nightly_sweep_runs_against_the_live_stack(stack: Stack) -> None:
     assert second["leads"] == 0
 
 
+def duplicates(stack: Stack, service: str) -> float:
+    """How many events the service's consumers dropped as already applied (from its /metrics)."""
+    total = 0.0
+    for line in httpx.get(stack.url(service) + "/metrics/", timeout=5).text.splitlines():
+        if line.startswith("doudi_events_consumed_total{") and 'outcome="duplicate"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_redriving_a_case_from_every_outbox_changes_nothing_that_was_applied(stack: Stack) -> None:
+    """`doudi redrive --case` sends every event of a decided, paid case again from all four services; the
+    inboxes drop them all: the case view, its determinations and its payments are as they were."""
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=application()).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake") as client:
+        before = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
+        timeline = client.get(f"/v1/cases/{case_id}/timeline").json()
+    dropped = {name: duplicates(stack, name) for name in ("intake", "disbursement")}
+    run = subprocess.run(
+        [str(DOUDI), "redrive", "--case", case_id],
+        env=stack.env,
+        cwd=stack.data_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    sent = json.loads(run.stdout)["events_sent_again"]
+    assert sent["intake"] >= 1
+    assert sent["eligibility"] >= 2
+    assert sent["disbursement"] >= 2
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the relays send them again and the consumers drop them as applied
+        if duplicates(stack, "intake") >= dropped["intake"] + sent["eligibility"] + sent["disbursement"] and (
+            duplicates(stack, "disbursement") > dropped["disbursement"]
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the events sent again were not all seen by the consumers")
+    with stack.client("intake") as client:
+        after = client.get(f"/v1/cases/{case_id}").json()
+        assert client.get(f"/v1/cases/{case_id}/timeline").json() == timeline
+    for key in ("status", "determinations", "payments"):
+        assert after[key] == before[key], key
+    bad = subprocess.run([str(DOUDI), "redrive"], env=stack.env, cwd=stack.data_dir, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "--case" in bad.stderr
+
+
 def test_a_payment_the_bank_refuses_is_shown_failed(stack: Stack) -> None:
     with stack.client("intake") as client:
         case_id = client.post("/v1/applications", json=application(payee_account="6222021001110000")).json()["case_id"]

@@ -169,6 +169,33 @@ class TestOutboxRelay:
             sent = [Envelope.from_kafka(r.key, r.value, r.headers).id for r in records]
             assert sent == [*ids, *ids[2:]]  # the last two again, same ids, same order
 
+    async def test_republishing_a_case_sends_its_events_again_and_no_other_case(self, services: ServiceFactory) -> None:
+        from shared.messaging.relay import OutboxRelay, republish_keys
+
+        async with manual(services, "referral") as runtime:
+            relay = OutboxRelay(
+                engine=runtime.engine,
+                table=messaging.outbox,
+                producer=runtime.producer,
+                service="referral",
+                source="/tests",
+            )
+            stuck, other = str(uuid.uuid4()), str(uuid.uuid4())
+            async with runtime.uow() as uow:
+                for n, key in enumerate((stuck, other, stuck)):
+                    await uow.outbox.add(
+                        NeedPublished(case_id=key, need_id=f"{n:02d}", category="food", area="310115"), key=key
+                    )
+                await uow.commit()
+            await relay.publish_batch()
+            assert await republish_keys(runtime.engine, messaging.outbox, [stuck]) == 2
+            await relay.publish_batch()
+            records = await read_topic(
+                runtime.settings.kafka_bootstrap_servers, "referral.need", keys={stuck, other}, expect=5
+            )
+            sent = [(r.key.decode(), Envelope.from_kafka(r.key, r.value, r.headers).data["need_id"]) for r in records]
+            assert sorted(sent) == sorted([(stuck, "00"), (other, "01"), (stuck, "02"), (stuck, "00"), (stuck, "02")])
+
 
 class TestConsumerRunner:
     async def test_redelivery_after_a_crash_between_db_commit_and_offset_commit_has_no_second_effect(

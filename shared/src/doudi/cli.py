@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from doudi import redrive
 from doudi.stack import SERVICES, Stack, StackError, StackSettings, load_spec, migrate_all, service_settings
 from shared.auth import ROLES, mint_dev_token
 from shared.messaging.kafka import create_topics
@@ -526,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     republish.add_argument("--since", required=True, help="ISO 8601 date-time (UTC if no offset), before the loss")
     republish.add_argument("--service", choices=SERVICES, default=None)
     republish.set_defaults(func=_outbox_republish)
+    redrive.add_parser(commands)
     manifests = commands.add_parser("manifests", help="write the Kubernetes manifests (kustomize) for deploy/k8s")
     manifests.add_argument("--output", type=Path, default=Path("deploy/k8s"))
     manifests.set_defaults(func=_manifests)

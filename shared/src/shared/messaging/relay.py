@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -213,3 +214,20 @@ async def republish_since(engine: AsyncEngine, table: Table, since: datetime) ->
             update(t).where(t.c.published_at.is_not(None), t.c.published_at >= since).values(published_at=None)
         )
     return int(result.rowcount or 0)
+
+
+async def republish_keys(engine: AsyncEngine, table: Table, keys: Sequence[str], chunk: int = 1_000) -> int:
+    """Mark every published outbox row of the given Kafka keys (case ids) unpublished again, so the relay sends
+    each case's events once more, in order and with their ids: a stuck case is re-driven without touching any
+    other. Returns how many rows will be sent again."""
+    t = table
+    marked = 0
+    async with engine.begin() as conn:
+        for start in range(0, len(keys), chunk):
+            result = await conn.execute(
+                update(t)
+                .where(t.c.kafka_key.in_(list(keys[start : start + chunk])), t.c.published_at.is_not(None))
+                .values(published_at=None)
+            )
+            marked += int(result.rowcount or 0)
+    return marked
