@@ -98,7 +98,8 @@ async def reconcile(
     )
     ours: list[tuple[str, str, dict[str, Any]]] = []  # (payment id, status, mismatch), sorted below
     ledger_transactions = 0
-    result = await session.stream(posted)
+    # On the session's connection, as plain rows: the ORM's per-row bookkeeping is a tenth of the job's time.
+    result = await (await session.connection()).stream(posted)
     async for page in result.partitions():
         for kind, payment_id, amount, case_id in page:
             ledger_transactions += 1
