@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python -m bench.eligibility $(BENCH_ARGS)
 	$(BIN)/python -m bench.stack $(BENCH_STACK_ARGS)
 	$(BIN)/python -m bench.payments $(BENCH_PAYMENTS_ARGS)
+	$(BIN)/python -m bench.reconcile $(BENCH_RECONCILE_ARGS)
 
 # Faults under load, then the invariants (a bounded run of about three minutes). Results go to docs/reliability.md.
 chaos: install
