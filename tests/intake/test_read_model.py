@@ -91,6 +91,15 @@ def events_for(case_id: str) -> dict[str, Any]:
         "referral.need.delivered": referral.NeedDelivered(
             case_id=case_id, need_id=need_id, organisation="pudong-charity-federation", amount=Decimal("300.00")
         ),
+        "referral.need.matched": referral.NeedMatched(
+            case_id=case_id,
+            need_id=str(uuid.uuid4()),
+            offer_id=str(uuid.uuid4()),
+            organisation="shanghai-medical-aid-fund",
+            category="medical",
+            area="310115",
+            amount=Decimal("500.00"),
+        ),
         "referral.service.referred": referral.ServiceReferred(**provider, area="310115", reason="requested"),
         "referral.service.accepted": referral.ServiceAccepted(**provider, note="周三面谈"),
         "referral.service.declined": referral.ServiceDeclined(**provider, note="已满"),
@@ -269,3 +278,31 @@ async def test_a_service_referral_nobody_covers_shows_unassigned(services: Servi
         async with runtime.sessionmaker() as session:
             row = (await session.execute(select(CaseReferral).where(CaseReferral.case_id == case_id))).scalar_one()
         assert (row.category, row.status, row.organisation, row.reason) == ("shelter", "unassigned", None, "requested")
+
+
+async def test_a_matched_offer_claims_the_published_need_or_adds_one(services: ServiceFactory) -> None:
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        events = events_for(case_id)
+        published = events["referral.need.published"]
+        on_published = referral.NeedMatched(
+            case_id=case_id,
+            need_id=published.need_id,
+            offer_id=str(uuid.uuid4()),
+            organisation="pudong-charity-federation",
+            category="food",
+            area="310115",
+        )
+        for event in (published, on_published, events["referral.need.matched"]):
+            async with runtime.uow() as uow:
+                await read_model.record_event(
+                    uow, event, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+        async with runtime.sessionmaker() as session:
+            rows = (await session.execute(select(CaseReferral).where(CaseReferral.case_id == case_id))).scalars()
+            seen = sorted((r.kind, r.category, r.status, r.organisation, r.amount) for r in rows)
+        assert seen == [
+            ("charity_need", "food", "claimed", "pudong-charity-federation", None),
+            ("charity_offer", "medical", "claimed", "shanghai-medical-aid-fund", Decimal("500.00")),
+        ]

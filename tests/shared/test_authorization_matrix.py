@@ -42,6 +42,9 @@ referral     GET  /v1/discovery/summary                      Y      .      Y    
 referral     POST /v1/needs/{need_id}/claim                  .      .      .       Y        .        .        .
 referral     POST /v1/needs/{need_id}/delivery               .      .      .       Y        .        .        .
 referral     GET  /v1/needs                                  Y      .      Y       Y        .        Y        .
+referral     GET  /v1/offers                                 Y      .      Y       Y        .        Y        .
+referral     POST /v1/offers                                 .      .      .       Y        .        .        .
+referral     POST /v1/offers/{offer_id}/matches              Y      .      Y       .        .        .        .
 referral     GET  /v1/service-referrals                      Y      .      Y       Y        .        Y        .
 referral     POST /v1/service-referrals/{referral_id}/outcome .     .      .       Y        .        .        .
 """

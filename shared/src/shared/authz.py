@@ -56,6 +56,10 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("referral", "GET", "/v1/needs"): frozenset({"charity", "advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/needs/{need_id}/claim"): frozenset({"charity"}),
     ("referral", "POST", "/v1/needs/{need_id}/delivery"): frozenset({"charity"}),
+    # Two-way claiming: a charity offers help; advisors and officers match it to their region's cases.
+    ("referral", "GET", "/v1/offers"): frozenset({"charity", "advisor", "officer", "admin"}),
+    ("referral", "POST", "/v1/offers"): frozenset({"charity"}),
+    ("referral", "POST", "/v1/offers/{offer_id}/matches"): frozenset({"advisor", "officer"}),
     # Service referrals: casework follows them; the provider (an organisation of the register) records each step.
     ("referral", "GET", "/v1/service-referrals"): frozenset({"charity", "advisor", "officer", "admin"}),
     ("referral", "POST", "/v1/service-referrals/{referral_id}/outcome"): frozenset({"charity"}),

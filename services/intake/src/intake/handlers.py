@@ -35,6 +35,7 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "disbursement.payment.cancelled",
         "referral.need.published",
         "referral.need.claimed",
+        "referral.need.matched",
         "referral.need.delivered",
         "referral.service.referred",
         "referral.service.accepted",

@@ -43,6 +43,7 @@ from shared.contracts.eligibility import (
 from shared.contracts.referral import (
     NeedClaimed,
     NeedDelivered,
+    NeedMatched,
     NeedPublished,
     ServiceAccepted,
     ServiceCompleted,
@@ -183,6 +184,27 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                         reason=event.reason,
                     )
                 )
+        case NeedMatched():
+            # An advisor matched a charity's offer: the need a denial published is claimed, or a new one is.
+            referral = await repository.get_referral(event.need_id)
+            if referral is None:
+                uow.session.add(
+                    CaseReferral(
+                        referral_id=event.need_id,
+                        case_id=case_id,
+                        kind="charity_offer",
+                        category=event.category,
+                        area=event.area,
+                        status="claimed",
+                        amount=event.amount,
+                        organisation=event.organisation,
+                        reason="offer",
+                    )
+                )
+            elif referral.status == "published":
+                referral.status = "claimed"
+                referral.organisation = event.organisation
+                referral.amount = event.amount
         case NeedClaimed() | NeedDelivered():
             referral = await repository.get_referral(event.need_id)
             status = "claimed" if isinstance(event, NeedClaimed) else "delivered"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral import outreach, service, service_referrals
+from referral import offers, outreach, service, service_referrals
 from shared.contracts.eligibility import DeterminationDenied, LeadQualified
 from shared.contracts.intake import ApplicationSubmitted
 from shared.db.uow import UnitOfWork
@@ -17,6 +17,7 @@ async def on_determination_denied(uow: UnitOfWork, event: DeterminationDenied, e
 
 
 async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
+    await offers.remember_case(uow, event)
     await outreach.converted_by_application(uow, event)
     await service_referrals.open_for_application(uow, event)
 

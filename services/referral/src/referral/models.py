@@ -26,14 +26,17 @@ class Need(Base):
 
     need_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(36), index=True)
-    determination_id: Mapped[str] = mapped_column(String(36), index=True)
+    # The denial that published it; None for a need an advisor made by matching a charity's offer.
+    determination_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The charity's offer it was matched to (two-way claiming), if any.
+    offer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     category: Mapped[str] = mapped_column(String(30))
     area: Mapped[str] = mapped_column(String(12), index=True)
     amount: Mapped[Decimal | None] = mapped_column(Money())
     reason: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # published → claimed (by one charity) → delivered
+    # published → claimed (by one charity, or matched to its offer) → delivered
     claimed_by: Mapped[str | None] = mapped_column(String(100), index=True)
     delivered_amount: Mapped[Decimal | None] = mapped_column(Money())
     delivery_note: Mapped[str] = mapped_column(String(500), default="")
@@ -61,6 +64,41 @@ class OutreachTask(Base):
     note: Mapped[str] = mapped_column(String(500), default="")
     visited_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     application_case_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class KnownCase(Base):
+    """A case as referral knows it from its application: where it is, so that matching an offer to it can be
+    scoped to the caller's region and the offer's area. No facts about the household are kept."""
+
+    __tablename__ = "cases"
+
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    region: Mapped[str] = mapped_column(String(6), index=True)
+    street: Mapped[str | None] = mapped_column(String(12))
+    community: Mapped[str | None] = mapped_column(String(15))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Offer(Base):
+    """Help a charity offers (two-way claiming): advisors and officers in its area match it to households,
+    each match a need claimed by the charity, up to `capacity` households."""
+
+    __tablename__ = "offers"
+
+    offer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(100), index=True)
+    category: Mapped[str] = mapped_column(String(30))
+    # The region code as offered, and its prefix (310000 → 31) that cases and callers are matched against.
+    area: Mapped[str] = mapped_column(String(6))
+    area_prefix: Mapped[str] = mapped_column(String(6), index=True)
+    capacity: Mapped[int]
+    amount: Mapped[Decimal | None] = mapped_column(Money())
+    description: Mapped[str] = mapped_column(String(500))
+    matched: Mapped[int] = mapped_column(default=0)
+    # open → full (every place matched)
+    status: Mapped[str] = mapped_column(String(20), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from referral.api.offers import router as offers_router
 from referral.api.outreach import router as outreach_router
 from referral.api.routes import router
 from referral.api.service_referrals import router as service_referrals_router
@@ -15,8 +16,8 @@ SPEC = ServiceSpec(
     metadata=Base.metadata,
     tables=messaging,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, outreach_router, service_referrals_router],
+    routers=[router, offers_router, outreach_router, service_referrals_router],
     handlers=build_handlers,
     background=[watch_tasks],
-    description="Needs published to charities, service referrals, and outreach to households.",
+    description="Needs published to charities and offers matched to cases, service referrals, and outreach.",
 )

@@ -26,6 +26,22 @@ class NeedClaimed(Event):
     organisation: str
 
 
+class NeedMatched(Event):
+    """An advisor or officer matched a charity's offer to the case (two-way claiming): the case has a need in
+    the offer's category, claimed by the offering charity, which then delivers it like any claimed need. The
+    need may be one a denial published (it is then claimed) or a new one."""
+
+    event_type = "referral.need.matched"
+
+    case_id: str
+    need_id: str
+    offer_id: str
+    organisation: str
+    category: str
+    area: str
+    amount: Money | None = None
+
+
 class NeedDelivered(Event):
     """The charity says the help was given."""
 

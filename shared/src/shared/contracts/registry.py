@@ -36,6 +36,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         disbursement.MismatchFlagged,
         referral.NeedPublished,
         referral.NeedClaimed,
+        referral.NeedMatched,
         referral.NeedDelivered,
         referral.ServiceReferred,
         referral.ServiceAccepted,

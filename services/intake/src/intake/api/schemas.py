@@ -140,7 +140,8 @@ class PaymentRead(BaseModel):
 
 
 class ReferralRead(BaseModel):
-    """A charity need (`charity_need`) or a service referral (`service`: category counselling or shelter)."""
+    """A charity need (`charity_need`), a charity's offer an advisor matched to the case (`charity_offer`), or
+    a service referral (`service`: category counselling or shelter)."""
 
     referral_id: str
     kind: str

@@ -27,6 +27,8 @@ class NeedRead(BaseModel):
     status: str
     created_at: datetime
     claimed_by: str | None = None
+    # The charity's offer an advisor matched it to (two-way claiming), if that is how it was claimed.
+    offer_id: str | None = None
 
 
 class NeedList(BaseModel):
