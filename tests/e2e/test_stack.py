@@ -322,6 +322,82 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         follow(client, case_id, lambda c: c["referrals"][0]["status"] == "delivered")
 
 
+def test_a_household_from_elsewhere_is_referred_to_shelter_and_counselling_and_the_outcome_shows(
+    stack: Stack,
+) -> None:
+    """Nobody in the household has a Shanghai hukou or residence permit, and it asks for counselling: referral
+    refers it to the register's shelter and counselling providers while verification runs; the shelter
+    records its steps, and the case view follows them to the outcome."""
+    body = application(services_requested=["counselling"])
+    for member in body["household"]["members"]:
+        member["hukou_region"] = "340102"  # Hefei, Anhui
+    with stack.client("intake") as client:
+        response = client.post("/v1/applications", json=body)
+        assert response.status_code == 201, response.text
+        case_id = response.json()["case_id"]
+
+        def services(case: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            return {r["category"]: r for r in case["referrals"] if r["kind"] == "service"}
+
+        case = follow(client, case_id, lambda c: len(services(c)) == 2)
+        assert {k: (r["organisation"], r["status"], r["reason"]) for k, r in services(case).items()} == {
+            "shelter": ("shanghai-rescue-management-station", "referred", "no_local_hukou_or_residence_permit"),
+            "counselling": ("pudong-social-work-centre", "referred", "requested"),
+        }
+    with stack.client("referral", role="charity", region="310000", sub="shanghai-rescue-management-station") as c:
+        mine = c.get("/v1/service-referrals", params={"kind": "shelter", "status": "referred"}).json()["items"]
+        (referral,) = [r for r in mine if r["referral_id"] == services(case)["shelter"]["referral_id"]]
+        assert referral["case_id"] is None  # the provider is not told the case
+        url = f"/v1/service-referrals/{referral['referral_id']}/outcome"
+        assert c.post(url, json={"outcome": "accepted"}).status_code == 200
+        done = c.post(url, json={"outcome": "completed", "note": "临时住宿七天，已联系返乡"})
+        assert done.status_code == 200, done.text
+    with stack.client("intake") as client:
+        case = follow(client, case_id, lambda c: services(c)["shelter"]["status"] == "completed")
+        assert services(case)["shelter"]["outcome"] == "临时住宿七天，已联系返乡"
+        assert services(case)["counselling"]["status"] == "referred"
+        timeline = client.get(f"/v1/cases/{case_id}/timeline").json()["events"]
+        assert {"referral.service.referred", "referral.service.accepted", "referral.service.completed"} <= {
+            e["type"] for e in timeline
+        }
+
+
+def test_a_charitys_offer_matched_by_an_advisor_is_delivered_on_the_case(stack: Stack) -> None:
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=application()).json()["case_id"]
+    with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as charity:
+        made = charity.post(
+            "/v1/offers",
+            json={"category": "elderly", "area": "310115", "capacity": 5, "description": "上门助餐一个月"},
+            headers={"Idempotency-Key": f"e2e-offer-{case_id}"},
+        )
+        assert made.status_code == 201, made.text
+        offer_id = made.json()["offer_id"]
+    with stack.client("referral", role="advisor", region="310115") as advisor:
+        deadline = time.monotonic() + 20  # referral learns where the case is from its application
+        while (matched := advisor.post(f"/v1/offers/{offer_id}/matches", json={"case_id": case_id})).status_code == 404:
+            assert time.monotonic() < deadline, matched.text
+            time.sleep(0.1)
+        assert matched.status_code == 201, matched.text
+        need_id = matched.json()["need"]["need_id"]
+    with stack.client("intake") as client:
+        follow(
+            client,
+            case_id,
+            lambda c: any(r["referral_id"] == need_id and r["status"] == "claimed" for r in c["referrals"]),
+        )
+    with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as charity:
+        assert charity.post(f"/v1/needs/{need_id}/delivery", json={"note": "已送餐"}).status_code == 200
+    with stack.client("intake") as client:
+        case = follow(
+            client,
+            case_id,
+            lambda c: any(r["referral_id"] == need_id and r["status"] == "delivered" for r in c["referrals"]),
+        )
+        (offered,) = [r for r in case["referrals"] if r["referral_id"] == need_id]
+        assert (offered["kind"], offered["organisation"]) == ("charity_offer", "pudong-charity-federation")
+
+
 def test_the_means_test_finds_an_undeclared_wage(stack: Stack) -> None:
     """The applicant declares 800.00 a month; the development registry (the stack's verification source)
     holds a wage of 5200.00 for him. The case shows the difference, and the refusal rests on the verified

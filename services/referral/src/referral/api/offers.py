@@ -132,7 +132,12 @@ async def list_offers(
     return OfferList(items=[_offer(o) for o in rows])
 
 
-@router.post("/offers/{offer_id}/matches", status_code=201, response_model=MatchRead)
+@router.post(
+    "/offers/{offer_id}/matches",
+    status_code=201,
+    response_model=MatchRead,
+    responses={200: {"model": MatchRead, "description": "The same match again: the one already made"}},
+)
 async def match_offer(
     offer_id: str, body: MatchCreate, request: Request, runtime: RuntimeDep, principal: PrincipalDep
 ) -> Response:
