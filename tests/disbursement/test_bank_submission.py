@@ -64,3 +64,66 @@ async def test_a_batch_whose_answer_was_lost_is_sent_again_and_pays_nobody_twice
         held = bank_app.state.bank.by_key
         assert {p.payment_id: p.bank_reference for p in rows} == {pid: held[pid].reference for pid in held}
         assert len(held) == 7  # the batch sent twice paid nobody twice
+
+
+async def test_a_batch_results_come_back_in_one_callback_and_later_words_one_by_one(services: ServiceFactory) -> None:
+    """The sandbox bank answers a batch in one signed callback (回盘): settled, failed, failed for now; a
+    return and a duplicate follow alone. Each is booked once and the ledger balances."""
+    from disbursement import ledger
+    from disbursement.models import LedgerTransaction, messaging
+    from tests.conftest import api_client, count, eventually
+
+    bank_app = create_app(BankSettings(callback_delay_seconds=0.01))
+    async with api_client(services, "disbursement") as client, bank_app.router.lifespan_context(bank_app):
+        bank_app.state.bank.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=client.app), base_url="http://disbursement"
+        )
+        accounts = {
+            "settles": "6222021001112223",
+            "closed": "6222021001110000",
+            "returned": "6222021001119999",
+            "later": "6222021001115555",
+            "twice": "6222021001117777",
+        }
+        cases = {}
+        async with client.runtime.uow() as uow:
+            for name, account in accounts.items():
+                cases[name] = str(uuid.uuid4())
+                await service.open_entitlement(uow, approved(cases[name], account=account))
+            await uow.commit()
+        bank = BankClient(client.runtime.settings, transport=httpx.ASGITransport(app=bank_app))
+        try:
+            assert await submit_batch(client.runtime, bank, client.runtime.settings) == 5
+        finally:
+            await bank.close()
+
+        async def statuses() -> dict[str, str]:
+            async with client.runtime.sessionmaker() as session:
+                rows = (await session.execute(select(Payment))).scalars().all()
+            by_case = {p.case_id: p.status for p in rows}
+            return {name: by_case[case_id] for name, case_id in cases.items()}
+
+        expected = {
+            "settles": "settled",
+            "closed": "failed",
+            "returned": "returned",
+            "later": "pending",
+            "twice": "settled",
+        }
+        await eventually(lambda: _equal(statuses(), expected), timeout=10)
+        audit = messaging.audit
+        assert await count(client.runtime, audit, audit.c.action == "bank_batch_callback") == 1
+        assert await count(client.runtime, audit, audit.c.action == "bank_callback") == 2  # the return, the repeat
+        assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "settlement") == 3
+        assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "reversal") == 1
+        async with client.runtime.sessionmaker() as session:
+            debits, credits = await ledger.trial_balance(session)
+            later = (await session.execute(select(Payment).where(Payment.case_id == cases["later"]))).scalar_one()
+        assert debits == credits
+        assert later.next_attempt_at is not None  # tried again after its backoff
+        assert later.last_error.startswith("temporary")
+        await bank_app.state.bank.client.aclose()
+
+
+async def _equal(found: Any, expected: dict[str, str]) -> bool:
+    return await found == expected

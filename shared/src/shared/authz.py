@@ -72,7 +72,8 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
 # Reached without a bearer token: probes, metrics, and machine callbacks that prove themselves otherwise.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 PUBLIC_PREFIXES = ("/metrics",)
-SIGNED_PATHS = frozenset({"/v1/bank/callbacks"})  # HMAC-signed by the bank (disbursement verifies it)
+# HMAC-signed by the bank (disbursement verifies it)
+SIGNED_PATHS = frozenset({"/v1/bank/callbacks", "/v1/bank/batch-callbacks"})
 DEVELOPMENT_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 

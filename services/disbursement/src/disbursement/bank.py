@@ -44,6 +44,7 @@ class BankClient:
             base_url=settings.bank_url, timeout=settings.bank_timeout_seconds, transport=transport
         )
         self._callback_url = settings.callback_url
+        self._batch_callback_url = None if settings.batch_callback_url == "none" else settings.batch_callback_url
 
     async def submit(self, payments: Sequence[tuple[Payment, str]]) -> dict[str, str | BankRefused]:
         """Send (payment, account) orders in one batch. The batch's key is derived from its payment ids and
@@ -63,7 +64,8 @@ class BankClient:
                         "callback_url": self._callback_url,
                     }
                     for payment, account in payments
-                ]
+                ],
+                "callback_url": self._batch_callback_url,
             },
             headers={"Idempotency-Key": batch_key},
         )
@@ -191,7 +193,7 @@ async def submit_batch(runtime: Runtime, bank: BankClient, settings: Disbursemen
 async def query_silent_payments(runtime: Runtime, bank: BankClient, settings: DisbursementSettings) -> int:
     """Ask the bank about payments submitted long ago that never called back, and apply what it says exactly
     as a callback would (so a late callback afterwards changes nothing). Returns how many moved."""
-    from disbursement.service import BankCallback, apply_bank_callback
+    from disbursement.callbacks import BankCallback, apply_bank_callback
 
     cutoff = utcnow() - timedelta(seconds=settings.status_query_after_seconds)
     async with runtime.sessionmaker() as session:

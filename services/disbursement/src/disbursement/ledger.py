@@ -43,6 +43,14 @@ def holding_account(entitlement: Entitlement) -> str:
             return BENEFITS_PAID
 
 
+def check_balanced(entries: list[dict[str, Any]]) -> None:
+    """Debits equal credits, and money moves: every posting is checked before it is written."""
+    debits = sum((e["amount"] for e in entries if e["side"] == "debit"), Decimal("0"))
+    credits = sum((e["amount"] for e in entries if e["side"] == "credit"), Decimal("0"))
+    if debits != credits or debits <= 0:
+        raise UnbalancedTransaction(f"debits {debits} != credits {credits}")
+
+
 def _entries(
     txn_id: str, debit: str, credit: str, amount: Decimal, payment: Payment, entitlement: Entitlement
 ) -> list[LedgerEntry]:
@@ -53,12 +61,9 @@ def _entries(
         "region": entitlement.region,
         "case_id": payment.case_id,
     }
-    entries = [LedgerEntry(account=debit, side="debit", **common), LedgerEntry(account=credit, side="credit", **common)]
-    debits = sum((e.amount for e in entries if e.side == "debit"), Decimal("0"))
-    credits = sum((e.amount for e in entries if e.side == "credit"), Decimal("0"))
-    if debits != credits or amount <= 0:
-        raise UnbalancedTransaction(f"debits {debits} != credits {credits}")
-    return entries
+    rows = [{"account": debit, "side": "debit", **common}, {"account": credit, "side": "credit", **common}]
+    check_balanced(rows)
+    return [LedgerEntry(**row) for row in rows]
 
 
 async def post(
@@ -89,44 +94,6 @@ async def post(
     session.add_all(_entries(txn_id, debit, credit, amount, payment, entitlement))
     await session.flush()  # balances read in the same transaction see it
     return txn_id
-
-
-async def post_settlement(session: AsyncSession, payment: Payment, entitlement: Entitlement) -> str:
-    return await post(
-        session,
-        "settlement",
-        payment,
-        entitlement,
-        debit=holding_account(entitlement),
-        credit=FUND_BANK,
-        amount=payment.amount,
-        description=f"{entitlement.programme} {payment.period}",
-    )
-
-
-async def post_reversal(session: AsyncSession, payment: Payment, entitlement: Entitlement) -> str | None:
-    """Reverse the payment's settlement with a new transaction; None when there is nothing to reverse. The
-    money comes back out of the account it sits in now (an advance may have been reclassified since)."""
-    original = (
-        await session.execute(
-            select(LedgerTransaction.txn_id).where(
-                LedgerTransaction.payment_id == payment.payment_id, LedgerTransaction.kind == "settlement"
-            )
-        )
-    ).scalar_one_or_none()
-    if original is None:
-        return None
-    return await post(
-        session,
-        "reversal",
-        payment,
-        entitlement,
-        debit=FUND_BANK,
-        credit=holding_account(entitlement),
-        amount=payment.amount,
-        description=f"returned: {entitlement.programme} {payment.period}",
-        reverses=original,
-    )
 
 
 async def account_balance(session: AsyncSession, account: str, payment_id: str) -> Decimal:

@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Literal
 
-from pydantic import BaseModel
 from sqlalchemy import select
 
-from disbursement import advances, domain, ledger
+from disbursement import domain
+from disbursement.callbacks import PaymentNotFound
 from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.disbursement import (
     PaymentCancelled,
-    PaymentFailed,
     PaymentInstructed,
-    PaymentReturned,
-    PaymentSettled,
 )
 from shared.contracts.eligibility import DeterminationApproved, DeterminationChanged, DeterminationStopped
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
-from shared.errors import NotFound
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-
-class PaymentNotFound(NotFound):
-    title = "Payment not found"
-
-
-class BankCallback(BaseModel):
-    payment_id: str
-    bank_reference: str
-    status: Literal["settled", "failed", "returned"]
-    reason: str = ""
-    # The bank says nothing was paid and the same order may be tried again later.
-    temporary: bool = False
 
 
 async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> None:
@@ -184,67 +165,6 @@ async def change_entitlement(uow: UnitOfWork, changed: DeterminationChanged, eve
         payment.amount = changed.monthly_amount
         payment.updated_at = utcnow()
     log.info("entitlement_changed", entitlement_id=entitlement.entitlement_id, amended=len(unsent))
-
-
-async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attempts: int = 8) -> str:
-    """Apply the bank's word on a payment. Duplicate and late callbacks change nothing. Returns the status."""
-    row = (
-        await uow.session.execute(
-            select(Payment, Entitlement)
-            .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
-            .where(Payment.payment_id == callback.payment_id)
-            .with_for_update()
-        )
-    ).first()
-    if row is None:
-        raise PaymentNotFound(f"No payment {callback.payment_id}.")
-    payment, entitlement = row
-    if callback.status == "failed" and callback.temporary and payment.status in ("pending", "submitted"):
-        if payment.attempts < max_attempts:
-            payment.status = "pending"
-            payment.next_attempt_at = utcnow() + timedelta(seconds=domain.retry_delay_seconds(payment.attempts))
-            payment.last_error = f"temporary: {callback.reason}"[:500]
-            payment.updated_at = utcnow()
-            log.info("payment_retry_scheduled", payment_id=payment.payment_id, attempts=payment.attempts)
-            return "pending"
-        callback = callback.model_copy(
-            update={"reason": f"gave up after {payment.attempts} attempts: {callback.reason}"}
-        )
-    if payment.status == callback.status or not domain.can_move(payment.status, callback.status):
-        log.info(
-            "bank_callback_ignored",
-            payment_id=payment.payment_id,
-            current=payment.status,
-            incoming=callback.status,
-        )
-        return payment.status
-    payment.status = callback.status
-    payment.bank_reference = callback.bank_reference
-    payment.updated_at = utcnow()
-    if callback.status == "settled":
-        await ledger.post_settlement(uow.session, payment, entitlement)
-    elif callback.status == "returned":
-        await ledger.post_reversal(uow.session, payment, entitlement)
-    common = {
-        "case_id": payment.case_id,
-        "payment_id": payment.payment_id,
-        "determination_id": entitlement.determination_id,
-        "programme": entitlement.programme,
-        "period": payment.period,
-        "amount": payment.amount,
-    }
-    match callback.status:
-        case "settled":
-            event: PaymentSettled | PaymentFailed | PaymentReturned = PaymentSettled(
-                **common, bank_reference=callback.bank_reference
-            )
-        case "failed":
-            event = PaymentFailed(**common, reason=callback.reason or "failed at the bank")
-        case "returned":
-            event = PaymentReturned(**common, reason=callback.reason or "returned by the bank")
-    await uow.outbox.add(event, key=payment.case_id)
-    await advances.after_bank_outcome(uow, payment, entitlement)
-    return payment.status
 
 
 async def get_payment(uow: UnitOfWork, payment_id: str, principal: Principal) -> Payment:

@@ -16,6 +16,8 @@ class DisbursementSettings(ServiceSettings):
     bank_url: str = "http://127.0.0.1:8005"
     # Where the bank calls back; must reach this service's API.
     callback_url: str = ""
+    # Where the bank sends a whole batch's results in one callback (回盘); "none": one callback per order.
+    batch_callback_url: str = ""
     bank_callback_secret: str = DEV_SECRET
     bank_timeout_seconds: float = 5.0
     # Orders per batch sent to the bank (the sandbox bank takes up to 1,000).
@@ -33,4 +35,6 @@ class DisbursementSettings(ServiceSettings):
             raise ValueError("bank_callback_secret must be set in production (the development secret is public)")
         if not self.callback_url:
             self.callback_url = f"http://{self.host}:{self.port}/v1/bank/callbacks"
+        if not self.batch_callback_url:
+            self.batch_callback_url = f"http://{self.host}:{self.port}/v1/bank/batch-callbacks"
         return self

@@ -5,12 +5,12 @@ import contextlib
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import uvicorn
@@ -53,6 +53,8 @@ class PaymentAccepted(BaseModel):
 
 class PaymentBatch(BaseModel):
     payments: list[PaymentOrder] = Field(min_length=1, max_length=1000)
+    # Where the batch's results go in one callback (回盘); without it, each order is called back alone.
+    callback_url: str | None = None
 
 
 class BatchLine(BaseModel):
@@ -83,6 +85,7 @@ class Bank:
         self.statements: dict[str, list[dict[str, str]]] = {}
         self.client = httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.unwritten: list[tuple[str, dict[str, str]]] = []  # statement lines booked, not yet in the file
 
     def outcome(self, payment: BankPayment) -> list[tuple[str, str]]:
         account = payment.order.account
@@ -96,59 +99,90 @@ class Bank:
             return [("settled", ""), ("settled", "")]
         return [("settled", "")]
 
-    async def deliver(self, payment: BankPayment) -> None:
+    async def deliver(self, payment: BankPayment, outcomes: list[tuple[str, str]] | None = None) -> None:
+        """Call back about one payment, once per outcome (a duplicate callback is sent, not booked twice)."""
         await asyncio.sleep(self.settings.callback_delay_seconds)
-        for status, reason in self.outcome(payment):
-            if status != payment.status:  # a duplicated callback is not a second movement of money
-                self.book(payment, status)
-            payment.status = status
-            temporary = status == "failed_temporary"
-            body = json.dumps(
-                {
-                    "payment_id": payment.order.payment_id,
-                    "bank_reference": payment.reference,
-                    "status": "failed" if temporary else status,
-                    "temporary": temporary,
-                    "reason": reason,
-                }
-            ).encode()
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self.settings.callback_secret, body),
-            }
-            for attempt in range(1, self.settings.callback_attempts + 1):
-                try:
-                    response = await self.client.post(payment.order.callback_url, content=body, headers=headers)
-                    if response.status_code < 500:
-                        payment.callbacks.append(f"{status}:{response.status_code}")
-                        break
-                except httpx.HTTPError as exc:
-                    log.warning("callback_failed", payment_id=payment.order.payment_id, error=str(exc))
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        for status, reason in outcomes if outcomes is not None else self.outcome(payment):
+            self.move(payment, status)
+            response = await self.post_signed(payment.order.callback_url, self.word(payment, status, reason))
+            payment.callbacks.append(f"{status}:{response}")
             await asyncio.sleep(self.settings.callback_delay_seconds)
 
-    def accept(self, order: PaymentOrder, idempotency_key: str) -> PaymentAccepted:
+    async def deliver_batch(self, batch_id: str, payments: list[BankPayment], callback_url: str) -> None:
+        """A batch's results (回盘) in one signed callback: each order's first outcome. What happens to an order
+        afterwards (returned later, a duplicate word) comes in single callbacks, as from a real bank."""
+        await asyncio.sleep(self.settings.callback_delay_seconds)
+        results, later = [], []
+        for payment in payments:
+            (status, reason), *rest = self.outcome(payment)
+            self.move(payment, status, defer=True)
+            results.append(self.word(payment, status, reason))
+            if rest:
+                later.append((payment, rest))
+        self.flush_statement()
+        await self.post_signed(callback_url, {"batch_id": batch_id, "results": results})
+        for payment, rest in later:
+            self.start(payment, rest)
+
+    def word(self, payment: BankPayment, status: str, reason: str) -> dict[str, object]:
+        temporary = status == "failed_temporary"
+        return {
+            "payment_id": payment.order.payment_id,
+            "bank_reference": payment.reference,
+            "status": "failed" if temporary else status,
+            "temporary": temporary,
+            "reason": reason,
+        }
+
+    async def post_signed(self, url: str, message: dict[str, object]) -> int | None:
+        """POST a signed message, retried with backoff while the receiver fails; its status, or None."""
+        body = json.dumps(message).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.settings.callback_secret, body)}
+        for attempt in range(1, self.settings.callback_attempts + 1):
+            try:
+                response = await self.client.post(url, content=body, headers=headers)
+                if response.status_code < 500:
+                    return response.status_code
+            except httpx.HTTPError as exc:
+                log.warning("callback_failed", url=url, error=str(exc))
+            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        return None
+
+    def accept(self, order: PaymentOrder, idempotency_key: str, start: bool = True) -> tuple[PaymentAccepted, bool]:
+        """Take an order (or recognise it); returns the answer and whether it is to be carried out now."""
         existing = self.by_key.get(idempotency_key)
         if existing is not None:
             if existing.order != order:
                 raise Conflict("Idempotency-Key reused with a different payment.")
-            if existing.status == "failed_temporary":  # the same order, tried again: nothing was paid before
+            fresh = existing.status == "failed_temporary"
+            if fresh:  # the same order, tried again: nothing was paid before
                 existing.attempts += 1
                 existing.status = "accepted"
-                self.start(existing)
-            return PaymentAccepted(bank_reference=existing.reference, status=existing.status)
+                if start:
+                    self.start(existing)
+            return PaymentAccepted(bank_reference=existing.reference, status=existing.status), fresh
         payment = BankPayment(order=order, reference="SBX" + uuid.uuid4().hex[:16].upper())
         self.by_key[idempotency_key] = payment
-        self.start(payment)
-        return PaymentAccepted(bank_reference=payment.reference, status=payment.status)
+        if start:
+            self.start(payment)
+        return PaymentAccepted(bank_reference=payment.reference, status=payment.status), True
 
-    def start(self, payment: BankPayment) -> None:
-        task = asyncio.create_task(self.deliver(payment))
+    def start(self, payment: BankPayment, outcomes: list[tuple[str, str]] | None = None) -> None:
+        self.spawn(self.deliver(payment, outcomes))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def book(self, payment: BankPayment, status: str) -> None:
-        """Money moved (or failed to): a line on today's statement, and in the day's file."""
+    def move(self, payment: BankPayment, status: str, defer: bool = False) -> None:
+        if status != payment.status:  # a duplicated word is not a second movement of money
+            self.book(payment, status, defer)
+        payment.status = status
+
+    def book(self, payment: BankPayment, status: str, defer: bool = False) -> None:
+        """Money moved: a line on today's statement, and in the day's file (at once, or with `defer` when
+        `flush_statement` is called: a batch's lines are written together)."""
         if status not in ("settled", "returned"):
             return
         now = datetime.now(UTC)
@@ -162,13 +196,24 @@ class Bank:
         day = now.date().isoformat()
         self.statements.setdefault(day, []).append(line)
         if self.settings.statement_dir:
+            self.unwritten.append((day, line))
+            if not defer:
+                self.flush_statement()
+
+    def flush_statement(self) -> None:
+        """Append the lines booked since the last flush to their days' files (one open per day, not per line)."""
+        lines, self.unwritten = self.unwritten, []
+        by_day: dict[str, list[dict[str, str]]] = {}
+        for day, line in lines:
+            by_day.setdefault(day, []).append(line)
+        for day, booked in by_day.items():
             path = Path(self.settings.statement_dir) / f"statement-{day}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             new = not path.exists()
             with path.open("a", encoding="utf-8") as out:
                 if new:
-                    out.write(",".join(line) + "\n")
-                out.write(",".join(line.values()) + "\n")
+                    out.write(",".join(booked[0]) + "\n")
+                out.writelines(",".join(line.values()) + "\n" for line in booked)
 
 
 def create_app(settings: BankSettings) -> FastAPI:
@@ -195,21 +240,28 @@ def create_app(settings: BankSettings) -> FastAPI:
     async def submit(
         order: PaymentOrder, idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=200)]
     ) -> PaymentAccepted:
-        return bank.accept(order, idempotency_key)
+        return bank.accept(order, idempotency_key)[0]
 
     @app.post("/v1/payment-batches", status_code=202, response_model=BatchAccepted)
     async def submit_batch(
         batch: PaymentBatch, idempotency_key: Annotated[str, Header(alias="Idempotency-Key", max_length=200)]
     ) -> BatchAccepted:
         """Many orders in one request. Each order is idempotent by its own payment id, exactly as if sent
-        alone (a batch sent again pays nobody twice); one order the bank refuses does not refuse the rest."""
-        results = []
+        alone (a batch sent again pays nobody twice); one order the bank refuses does not refuse the rest.
+        With a batch `callback_url` the results come back in one callback for the batch (回盘), else one
+        callback per order."""
+        results, to_carry_out = [], []
         for order in batch.payments:
             try:
-                accepted = bank.accept(order, order.payment_id)
-                results.append(BatchLine(payment_id=order.payment_id, **accepted.model_dump()))
+                accepted, fresh = bank.accept(order, order.payment_id, start=batch.callback_url is None)
             except Conflict as exc:
                 results.append(BatchLine(payment_id=order.payment_id, status="rejected", reason=str(exc)))
+                continue
+            results.append(BatchLine(payment_id=order.payment_id, **accepted.model_dump()))
+            if fresh:
+                to_carry_out.append(bank.by_key[order.payment_id])
+        if batch.callback_url is not None and to_carry_out:
+            bank.spawn(bank.deliver_batch(idempotency_key, to_carry_out, batch.callback_url))
         return BatchAccepted(batch_id=idempotency_key, results=results)
 
     @app.get("/v1/payments/{payment_id}", response_model=PaymentAccepted)

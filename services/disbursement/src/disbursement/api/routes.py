@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disbursement import advances, export, ledger, payment_run, reconciliation, service
+from disbursement import advances, callbacks, export, ledger, payment_run, reconciliation, service
 from disbursement.models import Entitlement, LedgerEntry, Reconciliation, messaging
 from disbursement.settings import DisbursementSettings
 from shared import audit
@@ -55,11 +55,11 @@ async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]
     if not verify(settings.bank_callback_secret, body, request.headers.get(SIGNATURE_HEADER)):
         raise BadSignature("The callback's signature is missing or does not match.")
     try:
-        callback = service.BankCallback.model_validate_json(body)
+        callback = callbacks.BankCallback.model_validate_json(body)
     except ValidationError as exc:
         raise Unprocessable(f"callback body: {exc.errors()[0]['msg']}") from None
     async with runtime.uow() as uow:
-        status = await service.apply_bank_callback(uow, callback, settings.submit_max_attempts)
+        status = await callbacks.apply_bank_callback(uow, callback, settings.submit_max_attempts)
         await audit.record(
             uow.session,
             messaging.audit,
@@ -72,6 +72,38 @@ async def bank_callback(request: Request, runtime: RuntimeDep) -> dict[str, str]
         )
         await uow.commit()
     return {"payment_id": callback.payment_id, "status": status}
+
+
+@router.post("/bank/batch-callbacks", responses={401: {"description": "signature missing or wrong"}})
+async def bank_batch_callback(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """The bank's signed results of a whole batch (回盘), applied in one transaction; the same rules as one
+    callback at a time (duplicates and late words change nothing)."""
+    settings = runtime.settings
+    assert isinstance(settings, DisbursementSettings)
+    body = await request.body()
+    if not verify(settings.bank_callback_secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise BadSignature("The callback's signature is missing or does not match.")
+    try:
+        batch = callbacks.BatchCallback.model_validate_json(body)
+    except ValidationError as exc:
+        raise Unprocessable(f"batch callback body: {exc.errors()[0]['msg']}") from None
+    async with runtime.uow() as uow:
+        statuses = await callbacks.apply_bank_callbacks(uow, batch.results, settings.submit_max_attempts)
+        await audit.record(
+            uow.session,
+            messaging.audit,
+            BANK,
+            action="bank_batch_callback",
+            resource="payment_batch",
+            resource_id=batch.batch_id,
+            outcome=f"{len(statuses)} of {len(batch.results)} known",
+            client=client_of(request),
+        )
+        await uow.commit()
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return {"batch_id": batch.batch_id, "payments": len(statuses), "by_status": counts}
 
 
 @protected.get("/payments/{payment_id}", response_model=PaymentRead)
