@@ -196,6 +196,14 @@ class TestReviews:
             }
             early = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": facts})
             assert early.status_code == 409  # not receiving aid yet
+            verified = eligibility.VerificationCompleted(
+                case_id=case_id,
+                verification_id=str(uuid.uuid4()),
+                sources=["declared"],
+                counted_members=2,
+                counted_monthly_income=Decimal("800.00"),
+                per_capita_monthly_income=Decimal("400.00"),
+            )
             grant = eligibility.DeterminationApproved(
                 case_id=case_id,
                 determination_id=str(uuid.uuid4()),
@@ -206,9 +214,10 @@ class TestReviews:
                 review_due=date(2021, 1, 1),
             )
             async with client.runtime.uow() as uow:
-                await read_model.record_event(
-                    uow, grant, event_id=str(uuid.uuid4()), source="/t", occurred_at=service.utcnow()
-                )
+                for event in (verified, grant):
+                    await read_model.record_event(
+                        uow, event, event_id=str(uuid.uuid4()), source="/t", occurred_at=service.utcnow()
+                    )
                 await uow.commit()
             due = (await client.get("/v1/cases", params={"review_due": "true", "limit": 200})).json()["items"]
             assert case_id in [item["case_id"] for item in due]

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from eligibility import domain, verification, workflow
+from eligibility import domain, lifecycle, verification, workflow
 from eligibility.evaluation import EvaluationRefused, evaluate_request
-from eligibility.models import Determination, PendingVerification, Verification
+from eligibility.models import Determination, Verification
 from eligibility.service import approved_event, common_fields
 from eligibility.sources import Source, sources_for
 from shared import periodic
@@ -26,7 +26,7 @@ from shared.contracts.eligibility import (
     Reason,
     VerificationCompleted,
 )
-from shared.contracts.intake import ApplicationSubmitted
+from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.logging import get_logger
@@ -67,9 +67,7 @@ async def assess_application(
                 answer = evaluate_request(_request(application, declared), with_trace=True)
                 await _decide(uow, application, answer, clock, aid_first_only=True)
         return
-    pending_row = await session.get(PendingVerification, application.case_id)
-    if pending_row is not None:
-        await session.delete(pending_row)
+    await verification.finished(uow, application.case_id)
     household = report.household
     try:
         answer = evaluate_request(_request(application, household), with_trace=True)
@@ -235,15 +233,19 @@ async def _decide(
 
 
 async def retry_verifications_once(uow: UnitOfWork, clock: Clock, sources: Sequence[Source], every: float) -> int:
-    """Try again every parked application whose time has come. Returns how many were tried."""
+    """Try again every parked application and review whose time has come. Returns how many were tried."""
     rows = await verification.due_for_retry(uow, utcnow())
     for row in rows:
-        await assess_application(uow, ApplicationSubmitted.model_validate(row.application), clock, sources, every)
+        if row.kind == "review":
+            await lifecycle.review_case(uow, ApplicationReviewed.model_validate(row.application), sources, every)
+        else:
+            await assess_application(uow, ApplicationSubmitted.model_validate(row.application), clock, sources, every)
     return len(rows)
 
 
 async def retry_verifications(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Worker loop: applications waiting for a verification source are tried again as their backoff ends."""
+    """Worker loop: applications and reviews waiting for a verification source are tried again as their
+    backoff ends."""
     retry_seconds = float(getattr(runtime.settings, "verification_retry_seconds", 30.0))
     sources = sources_for(runtime.settings)
 

@@ -25,10 +25,10 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
         await lifecycle.withdraw_case(uow, event)
 
     async def on_application_reviewed(uow: UnitOfWork, event: ApplicationReviewed, envelope: Envelope) -> None:
-        await lifecycle.review_case(uow, event)
+        await lifecycle.review_case(uow, event, sources, retry_seconds)
 
     async def on_signal_received(uow: UnitOfWork, event: SignalReceived, envelope: Envelope) -> None:
-        await leads.prescreen(uow, event)
+        await leads.prescreen(uow, event, sources)
 
     return {
         "intake.signal.received": on_signal_received,

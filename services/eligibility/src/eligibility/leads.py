@@ -1,19 +1,23 @@
 """Policy finds the person (政策找人): a signal about someone is pre-screened on what is known of their
-household, adjusted by what the signal says; a household that may now qualify for something it does not
-receive becomes a lead for the community's advisor. A household nobody knows is always worth a visit."""
+household (verified against the data sources where they know its people), adjusted by what the signal
+says; a household that may now qualify for something it does not receive becomes a lead for the
+community's advisor. A household nobody knows is always worth a visit."""
 
 from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import select
 
+from eligibility import verification
 from eligibility.evaluation import EvaluationRefused, evaluate_request
 from eligibility.models import Determination, Lead
+from eligibility.sources import Source
 from shared.contracts.eligibility import LeadQualified
 from shared.contracts.intake import SignalReceived
 from shared.db.base import utcnow
@@ -48,8 +52,35 @@ def adjusted(household: dict[str, Any], signal: SignalReceived) -> dict[str, Any
     return facts
 
 
-async def prescreen(uow: UnitOfWork, signal: SignalReceived) -> Lead | None:
-    """Decide whether the signal makes a lead; record and publish it if so."""
+async def _verified(household: dict[str, Any], sources: Sequence[Source]) -> tuple[dict[str, Any], str]:
+    """The household with its figures verified where a source knows its people (verification.py), and what
+    the screen rests on, in words. A lead only sends an advisor to visit, so a source that cannot answer
+    does not hold the screen up: it runs on the figures intake holds, and says so."""
+    try:
+        report = await verification.verify(household, sources)
+    except verification.VerificationPending as pending:
+        return (
+            household,
+            f"screened on the signal's figures (what intake holds); the sources could not answer: {pending}",
+        )
+    known = [e for e in report.evidence if e.members_found]
+    if not known:
+        return (
+            household,
+            "screened on the signal's figures (what intake holds): no verification source knows these people",
+        )
+    shown = ", ".join(
+        f"{e.source} (data as of {e.data_as_of.isoformat() if e.data_as_of else 'unknown'})" for e in known
+    )
+    said = f"screened on figures verified by {shown}"
+    if report.differences:
+        said += "; they differ from what intake holds: " + "; ".join(report.discrepancies())
+    return report.household, said
+
+
+async def prescreen(uow: UnitOfWork, signal: SignalReceived, sources: Sequence[Source] = ()) -> Lead | None:
+    """Decide whether the signal makes a lead; record and publish it if so. A known household is screened on
+    its figures verified against the data sources where they know its people, with the signal's news on top."""
     evidence = [f"{signal.kind} reported by {signal.source} on {signal.occurred_on.isoformat()}"]
     programmes: list[str] = []
     if signal.household is None:
@@ -58,7 +89,9 @@ async def prescreen(uow: UnitOfWork, signal: SignalReceived) -> Lead | None:
         log.info("lead_not_needed", signal_id=signal.signal_id, reason="the case is already being decided")
         return None
     else:
-        facts = adjusted(signal.household.model_dump(mode="json"), signal)
+        known, screened_on = await _verified(signal.household.model_dump(mode="json"), sources)
+        evidence.append(screened_on)
+        facts = adjusted(known, signal)  # the signal is news the sources may not hold yet: it applies last
         request = {"region": signal.region, "as_of": signal.occurred_on.isoformat(), "household": facts}
         try:
             answer = evaluate_request(request, with_trace=False)

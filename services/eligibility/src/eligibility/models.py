@@ -38,11 +38,15 @@ class Verification(Base):
 
 
 class PendingVerification(Base):
-    """An application whose verification sources could not answer yet: retried with backoff until they do."""
+    """An application, or a review of a household receiving aid, whose verification sources could not answer
+    yet: retried with backoff until they do. One per case: a later review replaces a review still waiting
+    (it holds the household as found more recently)."""
 
     __tablename__ = "pending_verifications"
 
     case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # `application`: `application` holds the ApplicationSubmitted payload; `review`: the ApplicationReviewed one.
+    kind: Mapped[str] = mapped_column(String(20), default="application", server_default="application")
     application: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int]
     reason: Mapped[str] = mapped_column(String(500), default="")

@@ -12,7 +12,9 @@ their person keys. What the rules then see:
   verified figure does not lower the declaration).
 
 Every difference is kept with the source that showed it. A source that cannot answer delays the case
-(`VerificationPending`): it is tried again later, and nothing is decided meanwhile.
+(`VerificationPending`): it is tried again later, and nothing is decided meanwhile. Reviews of households
+receiving aid go through the same test (lifecycle.review_case): a review whose sources cannot answer waits
+the same way, and the aid goes on unchanged until it can be verified.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlalchemy import select
 from eligibility.models import PendingVerification
 from eligibility.sources import PersonRecord, Source, SourceAnswer, SourceUnavailable
 from shared.contracts.eligibility import Difference, SourceEvidence, VerificationDelayed
-from shared.contracts.intake import ApplicationSubmitted
+from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted
 from shared.db.uow import UnitOfWork
 
 ASSET_FIELDS = ("monetary", "private_cars", "non_residential_properties")
@@ -146,29 +148,53 @@ def _verified_incomes(
 
 
 async def delay(
-    uow: UnitOfWork, application: ApplicationSubmitted, pending: VerificationPending, now: datetime, every: float
+    uow: UnitOfWork,
+    event: ApplicationSubmitted | ApplicationReviewed,
+    pending: VerificationPending,
+    now: datetime,
+    every: float,
 ) -> PendingVerification:
-    """Park the application until its sources answer, and say so on the case."""
-    row = await uow.session.get(PendingVerification, application.case_id, with_for_update=True)
+    """Park the application (or the review) until its sources answer, and say so on the case. A review
+    parked while another review of the case waits takes its place: it holds the household as found later."""
+    kind = "review" if isinstance(event, ApplicationReviewed) else "application"
+    row = await waiting(uow, event.case_id)
     if row is None:
-        row = PendingVerification(
-            case_id=application.case_id, application=application.model_dump(mode="json"), attempts=0, created_at=now
-        )
+        row = PendingVerification(case_id=event.case_id, kind=kind, attempts=0, created_at=now)
         uow.session.add(row)
+    elif row.kind != kind or row.application != event.model_dump(mode="json"):
+        row.kind, row.attempts = kind, 0
+    row.application = event.model_dump(mode="json")
     row.attempts += 1
     row.reason = str(pending)[:500]
     row.next_attempt_at = now + min(timedelta(seconds=every * 2 ** (row.attempts - 1)), MAX_RETRY)
     await uow.outbox.add(
         VerificationDelayed(
-            case_id=application.case_id,
+            case_id=event.case_id,
             reason=row.reason,
             sources_down=[name for name, _ in pending.down],
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
+            kind=kind,
+            reviewed_on=event.reviewed_on if isinstance(event, ApplicationReviewed) else None,
         ),
-        key=application.case_id,
+        key=event.case_id,
     )
     return row
+
+
+async def waiting(uow: UnitOfWork, case_id: str) -> PendingVerification | None:
+    """What of the case waits for its sources, locked. Flushed first: a consumer applies a batch of events
+    in one transaction (autoflush off), and an earlier event of the batch may have parked or freed it."""
+    await uow.session.flush()
+    return await uow.session.get(PendingVerification, case_id, with_for_update=True)
+
+
+async def finished(uow: UnitOfWork, case_id: str) -> None:
+    """The case's verification has answered: nothing of it waits any more."""
+    row = await waiting(uow, case_id)
+    if row is not None:
+        await uow.session.delete(row)
+        await uow.session.flush()
 
 
 async def due_for_retry(uow: UnitOfWork, now: datetime, limit: int = 50) -> list[PendingVerification]:

@@ -91,23 +91,32 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
     if not recorded or case is None:
         return
     match event:
+        # The latest means test: the application's, then each review's (`kind`, `reviewed_on`).
         case VerificationCompleted():
             case.verified_at = case.verified_at or occurred_at
             case.verification = {
                 "status": "completed",
+                "kind": event.kind,
+                "reviewed_on": event.reviewed_on.isoformat() if event.reviewed_on else None,
                 "sources": event.sources,
                 "evidence": [e.model_dump(mode="json") for e in event.evidence],
                 "differences": [d.model_dump(mode="json") for d in event.differences],
                 "discrepancies": event.discrepancies,
             }
-        case VerificationDelayed() if case.verified_at is None:
+        # An application's delay never hides a finished test (events from one topic, in order, but a retried
+        # application can race its own completion); a review's delay is news after it.
+        case VerificationDelayed() if case.verified_at is None or event.kind == "review":
             case.verification = {
                 "status": "delayed",
+                "kind": event.kind,
+                "reviewed_on": event.reviewed_on.isoformat() if event.reviewed_on else None,
                 "reason": event.reason,
                 "sources_down": event.sources_down,
                 "attempts": event.attempts,
                 "next_attempt_at": event.next_attempt_at.isoformat(),
             }
+            if event.kind == "review":
+                case.verification["meanwhile"] = "the aid goes on unchanged until the review's figures are verified"
         case (
             DeterminationProposed()
             | DeterminationNoticed()

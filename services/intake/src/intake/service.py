@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from intake.api.schemas import ApplicationCreate
 from intake.domain import (
-    may_review,
     may_withdraw,
 )
 from intake.models import Case, Member, OpenMembership, messaging
@@ -18,7 +17,7 @@ from intake.repository import CaseRepository
 from shared import audit
 from shared.auth import Principal
 from shared.authz import region_clause
-from shared.contracts.intake import ApplicationReviewed, ApplicationSubmitted, ApplicationWithdrawn, HouseholdFacts
+from shared.contracts.intake import ApplicationSubmitted, ApplicationWithdrawn, HouseholdFacts
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import Conflict, NotFound
@@ -143,38 +142,6 @@ class CaseClosed(Conflict):
 
 class NotUnderAssistance(Conflict):
     title = "Not receiving aid"
-
-
-async def review_case(
-    uow: UnitOfWork,
-    case_id: str,
-    principal: Principal,
-    *,
-    household: HouseholdFacts,
-    kind: str,
-    client: str,
-    today: date,
-) -> Case:
-    """Record a review of a household receiving aid (on schedule, or a reported change): its facts as found
-    now go to eligibility, which evaluates them again and stops or continues the aid."""
-    repository = CaseRepository(uow.session)
-    case = await _visible_case(uow, repository, case_id, principal, "review", client)
-    if not may_review(case.status):
-        raise NotUnderAssistance(f"Case {case_id} is {case.status}; only approved cases are reviewed.", case_id=case_id)
-    now = utcnow()
-    case.household = household.model_dump(mode="json")
-    case.updated_at = now
-    event = ApplicationReviewed(case_id=case_id, region=case.region, household=household, reviewed_on=today, kind=kind)
-    event_id = await uow.outbox.add(event, key=case_id)
-    await repository.add_event(
-        case_id=case_id,
-        event_id=event_id,
-        event_type=event.event_type,
-        source=SOURCE,
-        occurred_at=now,
-        summary={"reviewed_on": today.isoformat(), "kind": kind, "by": principal.subject},
-    )
-    return case
 
 
 async def withdraw_case(

@@ -38,6 +38,10 @@ class Difference(BaseModel):
     source: str
 
 
+# What a means test was run for: the application, or a review of a household receiving aid.
+VerificationKind = Literal["application", "review"]
+
+
 class VerificationCompleted(Event):
     event_type = "eligibility.verification.completed"
 
@@ -50,11 +54,15 @@ class VerificationCompleted(Event):
     discrepancies: list[str] = []
     evidence: list[SourceEvidence] = []
     differences: list[Difference] = []
+    kind: VerificationKind = "application"
+    # The review it was run for (kind `review`).
+    reviewed_on: date | None = None
 
 
 class VerificationDelayed(Event):
     """A verification source could not answer: the case waits (it is neither approved nor denied) and is
-    tried again from `next_attempt_at`."""
+    tried again from `next_attempt_at`. For a review (`kind` review), the aid goes on unchanged meanwhile:
+    nothing is stopped or changed on figures nobody could verify."""
 
     event_type = "eligibility.verification.delayed"
 
@@ -63,6 +71,8 @@ class VerificationDelayed(Event):
     sources_down: list[str]
     attempts: int
     next_attempt_at: datetime
+    kind: VerificationKind = "application"
+    reviewed_on: date | None = None
 
 
 class _Determination(Event):

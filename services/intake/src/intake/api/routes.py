@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from intake import service, worklist
+from intake import reviews, service, worklist
 from intake.api.schemas import (
     ApplicationCreate,
     ApplicationRead,
@@ -188,10 +188,12 @@ async def review(
     case_id: str, body: Review, request: Request, runtime: RuntimeDep, principal: PrincipalDep
 ) -> CaseSummary:
     """Record a review of a household receiving aid (yearly, half-yearly with unstable income, or when a
-    change is reported), with the household as found now: aid it no longer qualifies for stops after this
-    month; aid it still qualifies for goes on to the next review. Only approved cases (409 otherwise)."""
+    change is reported), with the household as found now. Eligibility verifies it against its data sources
+    (the case's `verification` shows the review's means test, or why it waits) and evaluates it: aid it no
+    longer qualifies for stops after this month; aid it still qualifies for goes on to the next review.
+    Only approved cases whose means test has finished (409 otherwise)."""
     async with runtime.uow() as uow:
-        case = await service.review_case(
+        case = await reviews.review_case(
             uow,
             case_id,
             principal,
@@ -199,6 +201,7 @@ async def review(
             kind=body.kind,
             client=client_of(request),
             today=runtime.clock.today(),
+            vault=vault_for(runtime.settings),
         )
         summary = CaseSummary.model_validate(case, from_attributes=True)
         await uow.commit()

@@ -167,8 +167,9 @@ class CaseRead(BaseModel):
     submitted_on: date
     created_at: datetime
     updated_at: datetime
-    # The means test: {"status": "completed", sources, evidence, differences} or {"status": "delayed",
-    # reason, sources_down, next_attempt_at}; null until eligibility has started on it.
+    # The latest means test (the application's, or a review's: `kind`, `reviewed_on`): {"status":
+    # "completed", sources, evidence, differences} or {"status": "delayed", reason, sources_down,
+    # next_attempt_at}; null until eligibility has started on it.
     verification: dict[str, Any] | None = None
     members: list[MemberRead]
     determinations: list[DeterminationRead]
@@ -216,6 +217,16 @@ class Withdrawal(BaseModel):
     reason: str = Field(min_length=1, max_length=500, description="In the household's words, as recorded")
 
 
+class ReviewMember(MemberFacts):
+    """A member as the review found them, by their ref on the case."""
+
+    person_key: None = Field(default=None, description="set by intake from the ID number on the case; not to be sent")
+
+
+class ReviewHousehold(HouseholdFacts):
+    members: list[ReviewMember] = Field(min_length=1, max_length=30)  # type: ignore[assignment]
+
+
 class Review(BaseModel):
     """The household as the review found it, as the rules see it (members by their refs on the case; people
     joining or leaving the household are not handled by a review yet)."""
@@ -223,4 +234,4 @@ class Review(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["scheduled", "change_reported"] = "scheduled"
-    household: HouseholdFacts
+    household: ReviewHousehold
