@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logging import get_logger
@@ -75,6 +76,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail), request)
 
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _busy(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        # Every database connection stayed busy: an overload, not a fault of the request. Say so at once and
+        # when to come back, so a client (a bank's callbacks, say) retries instead of counting an error.
+        log.warning("database_pool_exhausted", path=request.url.path)
+        response = problem(503, "Busy", "Every database connection is busy; try again shortly.", request)
+        response.headers["Retry-After"] = "2"
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, error_class=type(exc).__name__, exc_info=exc)
@@ -104,7 +114,7 @@ _WHY = {
     422: "The request is malformed; `errors` names each field",
     429: "Too many requests",
     500: "Internal error (no detail is ever returned)",
-    503: "Not ready",
+    503: "Not ready, or busy (every database connection in use; Retry-After says when to try again)",
 }
 # Documented on every operation, so clients and schema-driven tests know every error's shape.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

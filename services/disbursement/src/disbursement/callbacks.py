@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from disbursement import advances, domain, ledger
 from disbursement.models import Entitlement, LedgerEntry, LedgerTransaction, Payment
@@ -59,23 +61,54 @@ async def apply_bank_callback(uow: UnitOfWork, callback: BankCallback, max_attem
     return statuses[callback.payment_id]
 
 
+@dataclass
+class _Payment:
+    """What applying the bank's word needs of a payment and its entitlement (read as plain rows: a batch of
+    thousands is not worth an ORM object each)."""
+
+    payment_id: str
+    entitlement_id: str
+    case_id: str
+    period: str
+    amount: Decimal
+    status: str
+    attempts: int
+    determination_id: str
+    programme: str
+    region: str
+    advance_status: str | None
+
+
 async def apply_bank_callbacks(
     uow: UnitOfWork, callbacks: Sequence[BankCallback], max_attempts: int = 8
 ) -> dict[str, str]:
     """Apply the bank's word on many payments in the caller's transaction. Returns each known payment's status
     after it; payments the service does not know are left out (and logged)."""
     session = uow.session
+    payments, entitlements = Payment.__table__, Entitlement.__table__
     ids = sorted({c.payment_id for c in callbacks})
-    found: dict[str, tuple[Payment, Entitlement]] = {}
+    found: dict[str, _Payment] = {}
     for start in range(0, len(ids), CHUNK):  # locked in id order: two batches never wait on each other in a cycle
         rows = await session.execute(
-            select(Payment, Entitlement)
-            .join(Entitlement, Entitlement.entitlement_id == Payment.entitlement_id)
-            .where(Payment.payment_id.in_(ids[start : start + CHUNK]))
-            .order_by(Payment.payment_id)
-            .with_for_update()
+            select(
+                payments.c.payment_id,
+                payments.c.entitlement_id,
+                payments.c.case_id,
+                payments.c.period,
+                payments.c.amount,
+                payments.c.status,
+                payments.c.attempts,
+                entitlements.c.determination_id,
+                entitlements.c.programme,
+                entitlements.c.region,
+                entitlements.c.advance_status,
+            )
+            .join(entitlements, entitlements.c.entitlement_id == payments.c.entitlement_id)
+            .where(payments.c.payment_id.in_(ids[start : start + CHUNK]))
+            .order_by(payments.c.payment_id)
+            .with_for_update(of=payments)
         )
-        found.update((payment.payment_id, (payment, entitlement)) for payment, entitlement in rows)
+        found.update((row.payment_id, _Payment(*row)) for row in rows)
     unknown = [pid for pid in ids if pid not in found]
     if unknown:
         log.warning("bank_callback_unknown_payments", count=len(unknown), first=unknown[0])
@@ -83,13 +116,18 @@ async def apply_bank_callbacks(
     settlements = await _settlement_txns(uow, returned)
     postings: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     events: list[tuple[Any, str]] = []
-    moved: list[tuple[Payment, Entitlement]] = []
+    changes: dict[str, dict[str, Any]] = {}  # payment id → its new column values
     now = utcnow()
     for callback in callbacks:
-        if callback.payment_id not in found:
+        payment = found.get(callback.payment_id)
+        if payment is None:
             continue
-        payment, entitlement = found[callback.payment_id]
-        if _retry_later(payment, callback, max_attempts, now):
+        if _retry_later(payment, callback, max_attempts):
+            changes[payment.payment_id] = {
+                "status": "pending",
+                "next_attempt_at": now + timedelta(seconds=domain.retry_delay_seconds(payment.attempts)),
+                "last_error": f"temporary: {callback.reason}"[:500],
+            }
             continue
         if callback.status == "failed" and callback.temporary:
             callback = callback.model_copy(
@@ -104,61 +142,73 @@ async def apply_bank_callbacks(
             )
             continue
         payment.status = callback.status
-        payment.bank_reference = callback.bank_reference
-        payment.updated_at = now
+        changes.setdefault(payment.payment_id, {}).update(
+            {"status": callback.status, "bank_reference": callback.bank_reference}
+        )
+        holding = ledger.holding_account(payment)
         if callback.status == "settled":
             postings.append(
-                _posting(
-                    "settlement",
-                    payment,
-                    entitlement,
-                    ledger.holding_account(entitlement),
-                    ledger.FUND_BANK,
-                    f"{entitlement.programme} {payment.period}",
-                )
+                _posting("settlement", payment, holding, ledger.FUND_BANK, f"{payment.programme} {payment.period}")
             )
         elif callback.status == "returned" and payment.payment_id in settlements:
             postings.append(
                 _posting(
                     "reversal",
                     payment,
-                    entitlement,
                     ledger.FUND_BANK,
-                    ledger.holding_account(entitlement),
-                    f"returned: {entitlement.programme} {payment.period}",
+                    holding,
+                    f"returned: {payment.programme} {payment.period}",
                     reverses=settlements[payment.payment_id],
                 )
             )
-        events.append((_event(payment, entitlement, callback), payment.case_id))
-        moved.append((payment, entitlement))
+        events.append((_event(payment, callback), payment.case_id))
+    await _update_all(uow, changes, now)
     await _post_all(uow, postings)
     await uow.outbox.add_many(events)
-    for payment, entitlement in moved:
-        await advances.after_bank_outcome(uow, payment, entitlement)
+    for payment in found.values():  # an advance owed back that the bank failed or returned: nothing is owed
+        if payment.advance_status == "recovery" and payment.status in ("failed", "returned"):
+            entitlement = await session.get(Entitlement, payment.entitlement_id, populate_existing=True)
+            orm_payment = await session.get(Payment, payment.payment_id, populate_existing=True)
+            assert entitlement is not None
+            assert orm_payment is not None
+            await advances.after_bank_outcome(uow, orm_payment, entitlement)
     await session.flush()
-    return {pid: payment.status for pid, (payment, _) in found.items()}
+    return {pid: payment.status for pid, payment in found.items()}
 
 
-def _retry_later(payment: Payment, callback: BankCallback, max_attempts: int, now: Any) -> bool:
-    """A temporary failure of an order still in flight: pending again, not before its backoff has passed."""
+def _retry_later(payment: _Payment, callback: BankCallback, max_attempts: int) -> bool:
+    """A temporary failure of an order still in flight, not yet tried too often: pending again, later."""
     if not (callback.status == "failed" and callback.temporary and payment.status in ("pending", "submitted")):
         return False
     if payment.attempts >= max_attempts:
         return False
     payment.status = "pending"
-    payment.next_attempt_at = now + timedelta(seconds=domain.retry_delay_seconds(payment.attempts))
-    payment.last_error = f"temporary: {callback.reason}"[:500]
-    payment.updated_at = now
     log.info("payment_retry_scheduled", payment_id=payment.payment_id, attempts=payment.attempts)
     return True
 
 
-def _event(payment: Payment, entitlement: Entitlement, callback: BankCallback) -> Any:
+async def _update_all(uow: UnitOfWork, changes: dict[str, dict[str, Any]], now: Any) -> None:
+    """One executemany per shape of change (settled and the like; retry later)."""
+    table = Payment.__table__
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for payment_id, values in changes.items():
+        by_shape.setdefault(tuple(sorted(values)), []).append({"pid": payment_id, **values})
+    for shape, rows in by_shape.items():
+        statement = (
+            update(table)
+            .where(table.c.payment_id == bindparam("pid"))
+            .values({**{column: bindparam(column) for column in shape}, "updated_at": now})
+        )
+        for start in range(0, len(rows), CHUNK):
+            await uow.session.execute(statement, rows[start : start + CHUNK])
+
+
+def _event(payment: _Payment, callback: BankCallback) -> Any:
     common = {
         "case_id": payment.case_id,
         "payment_id": payment.payment_id,
-        "determination_id": entitlement.determination_id,
-        "programme": entitlement.programme,
+        "determination_id": payment.determination_id,
+        "programme": payment.programme,
         "period": payment.period,
         "amount": payment.amount,
     }
@@ -187,8 +237,7 @@ async def _settlement_txns(uow: UnitOfWork, payment_ids: list[str]) -> dict[str,
 
 def _posting(
     kind: str,
-    payment: Payment,
-    entitlement: Entitlement,
+    payment: _Payment,
     debit: str,
     credit: str,
     description: str,
@@ -209,8 +258,8 @@ def _posting(
             "account": account,
             "side": side,
             "amount": payment.amount,
-            "programme": entitlement.programme,
-            "region": entitlement.region,
+            "programme": payment.programme,
+            "region": payment.region,
             "case_id": payment.case_id,
         }
         for account, side in ((debit, "debit"), (credit, "credit"))
@@ -223,5 +272,6 @@ async def _post_all(uow: UnitOfWork, postings: list[tuple[dict[str, Any], list[d
     """Write ledger transactions and their entries, a statement per chunk."""
     for start in range(0, len(postings), CHUNK):
         part = postings[start : start + CHUNK]
-        await uow.session.execute(insert(LedgerTransaction), [txn for txn, _ in part])
-        await uow.session.execute(insert(LedgerEntry), [entry for _, entries in part for entry in entries])
+        await uow.session.execute(insert(LedgerTransaction.__table__), [txn for txn, _ in part])
+        entries = [entry for _, rows in part for entry in rows]
+        await uow.session.execute(insert(LedgerEntry.__table__), entries)

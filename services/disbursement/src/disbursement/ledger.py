@@ -31,9 +31,10 @@ class UnbalancedTransaction(Exception):
     pass
 
 
-def holding_account(entitlement: Entitlement) -> str:
+def holding_account(entitlement: Any) -> str:
     """The account a payment's money sits in once settled: benefits paid, except for an advance that
-    verification has not confirmed (advances outstanding) or has not supported (recoveries receivable)."""
+    verification has not confirmed (advances outstanding) or has not supported (recoveries receivable).
+    `entitlement`: anything with the entitlement's `advance_status`."""
     match entitlement.advance_status:
         case "open":
             return ADVANCES_OUTSTANDING

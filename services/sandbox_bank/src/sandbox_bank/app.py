@@ -37,6 +37,8 @@ class BankSettings(BaseSettings):
     # Where the daily statement files are written (one CSV per day); empty: kept in memory only.
     statement_dir: str = ""
     callback_attempts: int = Field(default=6, ge=1)
+    # How many callbacks are in flight at once (a real bank's delivery queue is bounded too).
+    callback_concurrency: int = Field(default=4, ge=1)
 
 
 class PaymentOrder(BaseModel):
@@ -86,6 +88,7 @@ class Bank:
         self.client = httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
         self.unwritten: list[tuple[str, dict[str, str]]] = []  # statement lines booked, not yet in the file
+        self.sending = asyncio.Semaphore(settings.callback_concurrency)
 
     def outcome(self, payment: BankPayment) -> list[tuple[str, str]]:
         account = payment.order.account
@@ -140,12 +143,17 @@ class Bank:
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.settings.callback_secret, body)}
         for attempt in range(1, self.settings.callback_attempts + 1):
             try:
-                response = await self.client.post(url, content=body, headers=headers)
+                async with self.sending:
+                    response = await self.client.post(url, content=body, headers=headers)
                 if response.status_code < 500:
                     return response.status_code
+                log.warning("callback_refused", url=url, status=response.status_code)
+                pause = float(response.headers.get("Retry-After", 0) or 0)
             except httpx.HTTPError as exc:
-                log.warning("callback_failed", url=url, error=str(exc))
-            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                log.warning("callback_failed", url=url, error=f"{type(exc).__name__}: {exc}")
+                pause = 0.0
+            await asyncio.sleep(max(pause, min(5.0, 0.2 * 2**attempt)))
+        log.error("callback_given_up", url=url, attempts=self.settings.callback_attempts)
         return None
 
     def accept(self, order: PaymentOrder, idempotency_key: str, start: bool = True) -> tuple[PaymentAccepted, bool]:

@@ -34,13 +34,14 @@ TOPICS: tuple[Topic, ...] = (
     Topic("referral.service", 4, "service referrals (counselling, shelter) to providers, and their outcomes"),
 )
 DLQ_PARTITIONS = 1
+_NAMES = frozenset(t.name for t in TOPICS)
 
 
 def topic_for(event_type: str) -> str:
     """`intake.application.submitted` travels on `intake.application`."""
     service, aggregate, _verb = event_type.split(".", 2)
     name = f"{service}.{aggregate}"
-    if name not in {t.name for t in TOPICS}:
+    if name not in _NAMES:
         raise ValueError(f"no topic registered for event type {event_type!r}")
     return name
 
