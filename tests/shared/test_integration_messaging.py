@@ -215,6 +215,32 @@ class TestConsumerRunner:
             assert await count_needs(runtime, case_id) == 1
             assert crashed.commits, "offsets are committed after the database commit"
 
+    async def test_each_applied_event_is_a_link_in_the_audit_chain_and_a_redelivery_is_not(
+        self, services: ServiceFactory
+    ) -> None:
+        from referral.handlers import on_determination_denied
+        from shared import audit
+
+        async with manual(services, "referral") as runtime:
+            case_id = str(uuid.uuid4())
+            bootstrap = runtime.settings.kafka_bootstrap_servers
+            sent = envelope_for(denied(case_id), key=case_id)
+            await publish(bootstrap, sent, sent)
+            batches = await fetch_records(bootstrap, "eligibility.determination", keys={case_id}, expect=2)
+            runner = runner_for(
+                runtime, {"eligibility.determination.denied": on_determination_denied}, audit_table=messaging.audit
+            )
+            await runner.process(NoCommitConsumer(), batches)
+            table = messaging.audit
+            async with runtime.engine.connect() as conn:
+                rows = (await conn.execute(select(table).where(table.c.resource_id == case_id))).mappings().all()
+                verdict = await audit.verify(conn, table)
+            assert [(r["action"], r["resource"], r["role"]) for r in rows] == [
+                ("apply_event", "eligibility.determination.denied", "worker")
+            ]
+            assert sent.id in rows[0]["purpose"]
+            assert verdict.intact
+
     async def test_a_failing_message_is_retried_then_dead_lettered_and_the_partition_moves_on(
         self, services: ServiceFactory
     ) -> None:

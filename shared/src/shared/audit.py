@@ -65,24 +65,46 @@ async def record(
 ) -> None:
     """Append one entry in the caller's transaction. Appends are serialised (an advisory lock on PostgreSQL;
     SQLite has one writer), so two transactions can never chain onto the same predecessor."""
+    await record_many(
+        session,
+        table,
+        principal,
+        [{"action": action, "resource": resource, "resource_id": resource_id, "outcome": outcome, "purpose": purpose}],
+        client=client,
+    )
+
+
+async def record_many(
+    session: AsyncSession, table: Table, principal: Principal, entries: list[dict[str, str]], client: str = ""
+) -> None:
+    """Append several entries by one principal (each with action, resource, resource_id, outcome, purpose)
+    under one lock and one read of the chain's tip: a consumer's batch of events costs one round of it."""
+    if not entries:
+        return
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(b"doudi-audit")})
     last = (await session.execute(select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1))).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-    row: dict[str, Any] = {
-        "seq": seq,
-        "at": utcnow(),
-        "subject": principal.subject,
-        "role": principal.role,
-        "region": principal.region,
-        "action": action,
-        "resource": resource,
-        "resource_id": resource_id,
-        "outcome": outcome,
-        "client": client[:100],
-        "purpose": purpose[:200],
-    }
-    await session.execute(insert(table).values(**row, prev_hash=prev, hash=_digest(prev, row)))
+    now = utcnow()
+    rows = []
+    for entry in entries:
+        row: dict[str, Any] = {
+            "seq": seq,
+            "at": now,
+            "subject": principal.subject,
+            "role": principal.role,
+            "region": principal.region,
+            "action": entry["action"],
+            "resource": entry["resource"],
+            "resource_id": entry["resource_id"][:100],
+            "outcome": entry.get("outcome", "ok"),
+            "client": client[:100],
+            "purpose": entry.get("purpose", "")[:200],
+        }
+        digest = _digest(prev, row)
+        rows.append({**row, "prev_hash": prev, "hash": digest})
+        seq, prev = seq + 1, digest
+    await session.execute(insert(table), rows)
 
 
 @dataclass(frozen=True)

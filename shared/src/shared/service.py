@@ -118,6 +118,7 @@ class Runtime:
                     handlers=handlers,
                     uow_factory=self.uow,
                     inbox_table=self.spec.tables.inbox,
+                    audit_table=self.spec.tables.audit,
                     dlq_producer=self.producer,
                     batch_size=self.settings.consumer_batch_size,
                     max_attempts=self.settings.consumer_max_attempts,

@@ -31,7 +31,8 @@ from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 
-from shared import tracing
+from shared import audit, tracing
+from shared.auth import Principal
 from shared.contracts.base import Event
 from shared.contracts.registry import EVENT_TYPES
 from shared.db.uow import UnitOfWork
@@ -94,6 +95,7 @@ class ConsumerRunner:
         backoff_seconds: float = 0.2,
         stall_seconds: float = 60.0,
         group_id: str | None = None,
+        audit_table: Table | None = None,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -102,6 +104,9 @@ class ConsumerRunner:
         self._handlers = handlers
         self._uow_factory = uow_factory
         self._inbox = inbox_table
+        # Every change a worker applies goes into the service's audit chain too, like a change made over the API.
+        self._audit = audit_table
+        self._worker = Principal(subject=f"{self.group_id}-worker", role="worker", region="000000")
         self._dlq = dlq_producer
         self._batch_size = batch_size
         self._max_attempts = max_attempts
@@ -215,6 +220,23 @@ class ConsumerRunner:
     async def _apply_batch(self, deliveries: list[Delivery]) -> None:
         async with self._uow_factory() as uow:
             outcomes = [await self._handle(uow, delivery) for delivery in deliveries]
+            if self._audit is not None:
+                await audit.record_many(
+                    uow.session,
+                    self._audit,
+                    self._worker,
+                    [
+                        {
+                            "action": "apply_event",
+                            "resource": delivery.envelope.type,
+                            "resource_id": delivery.envelope.subject or "",
+                            "purpose": f"event {delivery.envelope.id} from {delivery.envelope.source}",
+                        }
+                        for delivery, outcome in zip(deliveries, outcomes, strict=True)
+                        if outcome == "applied" and delivery.envelope is not None
+                    ],
+                    client=f"kafka:{self.group_id}",
+                )
             await uow.commit()
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
             EVENTS_CONSUMED.labels(self.service, delivery.envelope.type if delivery.envelope else "?", outcome).inc()
