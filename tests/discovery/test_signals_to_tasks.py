@@ -245,6 +245,15 @@ class TestOutreach:
                 task = (await session.execute(select(OutreachTask))).scalar_one()
             assert task.escalated
             assert task.advisor == "advisor-zhang"  # no one for that community: its street's advisor
+            from referral.models import messaging
+
+            async with runtime.engine.connect() as conn:
+                audited = (
+                    await conn.execute(
+                        select(messaging.audit.c.action).where(messaging.audit.c.resource_id == task.task_id)
+                    )
+                ).scalars()
+                assert list(audited) == ["escalate"]
 
 
 class TestSweep:

@@ -119,6 +119,16 @@ class TestOfficer:
                 "eligibility.determination.noticed",
                 "eligibility.determination.approved",
             ]
+            audit_log = messaging.audit
+            async with client.runtime.engine.connect() as conn:
+                closed = (
+                    await conn.execute(
+                        select(audit_log.c.subject, audit_log.c.action).where(
+                            audit_log.c.resource_id == determination.determination_id
+                        )
+                    )
+                ).all()
+            assert ("eligibility-worker", "approve_after_notice") in closed  # the worker's change is audited too
 
     async def test_whoever_filed_the_case_cannot_approve_it(self, services: ServiceFactory) -> None:
         async with api_client(services, "eligibility") as client:

@@ -23,6 +23,11 @@ from shared.db.base import UtcDateTime, utcnow
 GENESIS = "0" * 64
 
 
+def worker(service: str) -> Principal:
+    """Who a worker's own changes (events applied, notices closed, tasks escalated) are recorded as."""
+    return Principal(subject=f"{service}-worker", role="worker", region="000000")
+
+
 def audit_table(metadata: MetaData) -> Table:
     return Table(
         "audit_log",

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from eligibility import domain, workflow
-from eligibility.models import Determination, Verification
+from eligibility.models import Determination, Verification, messaging
 from eligibility.service import DeterminationNotFound, approved_event, common_fields
-from shared import periodic
+from shared import audit, periodic
 from shared.auth import Principal
 from shared.authz import Forbidden, region_clause
 from shared.clock import Clock
@@ -175,6 +175,21 @@ async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) ->
             await uow.outbox.add(approved_event(determination), key=determination.case_id)
         finally:
             current_trace.reset(token)
+    await audit.record_many(
+        uow.session,
+        messaging.audit,
+        audit.worker("eligibility"),
+        [
+            {
+                "action": "approve_after_notice",
+                "resource": "determination",
+                "resource_id": d.determination_id,
+                "purpose": f"public notice ended {d.notice_ends_on} without an objection upheld",
+            }
+            for d in rows
+            if d.status == "approved"
+        ],
+    )
     return len(rows)
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Gauge
 from sqlalchemy import func, select
 
-from referral.models import OutreachTask
-from shared import periodic
+from referral.models import OutreachTask, messaging
+from shared import audit, periodic
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.eligibility import LeadQualified
@@ -182,6 +182,20 @@ async def escalate_overdue(uow: UnitOfWork, today: date) -> int:
     for task in rows:
         task.escalated = True
         task.updated_at = utcnow()
+    await audit.record_many(
+        uow.session,
+        messaging.audit,
+        audit.worker("referral"),
+        [
+            {
+                "action": "escalate",
+                "resource": "outreach_task",
+                "resource_id": task.task_id,
+                "purpose": f"not visited by {task.due_on}",
+            }
+            for task in rows
+        ],
+    )
     return len(rows)
 
 

@@ -32,7 +32,6 @@ from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 
 from shared import audit, tracing
-from shared.auth import Principal
 from shared.contracts.base import Event
 from shared.contracts.registry import EVENT_TYPES
 from shared.db.uow import UnitOfWork
@@ -106,7 +105,7 @@ class ConsumerRunner:
         self._inbox = inbox_table
         # Every change a worker applies goes into the service's audit chain too, like a change made over the API.
         self._audit = audit_table
-        self._worker = Principal(subject=f"{self.group_id}-worker", role="worker", region="000000")
+        self._worker = audit.worker(self.group_id)
         self._dlq = dlq_producer
         self._batch_size = batch_size
         self._max_attempts = max_attempts
