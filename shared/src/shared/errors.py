@@ -85,6 +85,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "2"
         return response
 
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, restarting or unreachable (or SQLite's file is locked): nothing was done, and
+        # the same request later will succeed. A 503 with Retry-After, never a 500.
+        log.warning("database_unavailable", path=request.url.path, error_class=type(exc).__name__)
+        response = problem(503, "Unavailable", "The database cannot be reached just now; try again shortly.", request)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError):
+        app.add_exception_handler(unavailable, _database_away)
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:  # the connection died under the statement (a database restart)
+            return await _database_away(request, exc)
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, error_class=type(exc).__name__, exc_info=exc)
