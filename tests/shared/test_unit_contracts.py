@@ -42,8 +42,10 @@ class TestTopics:
             topic_for("nobody.nothing.happened")
 
     def test_event_types_follow_the_naming_rule(self) -> None:
-        """`<service>.<aggregate>.<past_verb>`; a few past participles do not end in -ed."""
+        """`<service>.<aggregate>.<past_verb>`; a few past participles do not end in -ed. A verb may name what it
+        acts on first (`consent_withdrawn`): its last word is the past participle."""
         for event_type in EVENT_TYPES:
             service, _aggregate, verb = event_type.split(".")
             assert service in {"intake", "eligibility", "disbursement", "referral"}
-            assert verb.endswith("ed") or verb in IRREGULAR_PAST, event_type
+            participle = verb.rsplit("_", 1)[-1]
+            assert participle.endswith("ed") or participle in IRREGULAR_PAST, event_type

@@ -28,6 +28,10 @@ MATRIX: dict[tuple[str, str, str], frozenset[str]] = {
     ("intake", "POST", "/v1/cases/{case_id}/withdrawal"): frozenset({"advisor", "window", "admin"}),
     # Reviews are the street office's: its advisors and officers.
     ("intake", "POST", "/v1/cases/{case_id}/reviews"): frozenset({"advisor", "officer"}),
+    # A household's consent to share its contact details with the charity holding its need is withdrawn where
+    # cases are filed; the charity holding the need reads the details, only with that consent (intake checks).
+    ("intake", "POST", "/v1/cases/{case_id}/contact-consent/withdrawal"): frozenset({"advisor", "window", "admin"}),
+    ("intake", "GET", "/v1/needs/{need_id}/contact"): frozenset({"charity"}),
     # Other departments' systems report signals (their token names the source); admins may too.
     ("intake", "POST", "/v1/signals"): frozenset({"department", "admin"}),
     # eligibility: what-if evaluations for casework; the parameters in force are public information.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
@@ -144,3 +144,31 @@ def may_withdraw(status: str) -> bool:
 def is_overdue(status: str, decision_due: date | None, today: date) -> bool:
     """Past the procedure's deadline and not yet decided (30 working days from acceptance, S5 第二十二条)."""
     return status in IN_PROCEDURE and decision_due is not None and today > decision_due
+
+
+# A need a charity may hold on a case: one a decision published that it claimed, or its offer an advisor
+# matched to the case. Service referrals are not needs: their providers are told nothing about the household.
+CHARITY_NEED_KINDS = frozenset({"charity_need", "charity_offer"})
+
+
+def contact_consent_in_force(given: bool, withdrawn_at: datetime | None) -> bool:
+    """Consent given at application holds until the household withdraws it."""
+    return given and withdrawn_at is None
+
+
+def contact_disclosure(
+    *, holder: str | None, status: str, caller: str, consent_given: bool, consent_withdrawn: bool
+) -> str:
+    """Whether the charity `caller` may have the household's contact details for a need, as an outcome:
+    `ok`; `not_holder` (nobody, or another charity, holds the need); `no_consent` (the household did not
+    agree at application); `consent_withdrawn`; `delivered` (the details serve delivering the help, so they
+    are given while the charity holds the need, not after it has reported delivery)."""
+    if holder is None or holder != caller or status not in ("claimed", "delivered"):
+        return "not_holder"
+    if not consent_given:
+        return "no_consent"
+    if consent_withdrawn:
+        return "consent_withdrawn"
+    if status != "claimed":
+        return "delivered"
+    return "ok"

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -37,6 +37,12 @@ class Case(Base):
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # How the household may be reached, encrypted like an ID number (`shared.pii`); optional.
+    contact_phone_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Consent, given at application, that a charity which takes on the household's need may have the
+    # applicant's name and phone (`consent.py`); withdrawn for good once `charity_contact_withdrawn_at` is set.
+    charity_contact_consent: Mapped[bool] = mapped_column(default=False, server_default=false())
+    charity_contact_withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     # Worklists page through cases newest first.
     __table_args__ = (Index("ix_cases_created", "created_at", "case_id"),)
@@ -127,6 +133,19 @@ class CaseReferral(Base):
     organisation: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     outcome: Mapped[str] = mapped_column(String(500), default="", server_default="")
+
+
+class ContactDisclosure(Base):
+    """The applicant's contact details given to a charity holding one of the case's needs, with the
+    household's consent: what the case view shows the household. The audit log holds the same, chained."""
+
+    __tablename__ = "contact_disclosures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    need_id: Mapped[str] = mapped_column(String(36))
+    organisation: Mapped[str] = mapped_column(String(100))
+    disclosed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Signal(Base):

@@ -9,7 +9,16 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.models import Case, CaseDetermination, CaseEvent, CasePayment, CaseReferral, Member, OpenMembership
+from intake.models import (
+    Case,
+    CaseDetermination,
+    CaseEvent,
+    CasePayment,
+    CaseReferral,
+    ContactDisclosure,
+    Member,
+    OpenMembership,
+)
 
 
 class CaseRepository:
@@ -112,6 +121,14 @@ class CaseRepository:
 
     async def get_referral(self, referral_id: str) -> CaseReferral | None:
         return await self.session.get(CaseReferral, referral_id)
+
+    async def list_disclosures(self, case_id: str) -> list[ContactDisclosure]:
+        result = await self.session.execute(
+            select(ContactDisclosure)
+            .where(ContactDisclosure.case_id == case_id)
+            .order_by(ContactDisclosure.disclosed_at, ContactDisclosure.id)
+        )
+        return list(result.scalars())
 
     async def add_event(self, **values: object) -> bool:
         """Record a timeline entry once per event id; False if it was already there."""

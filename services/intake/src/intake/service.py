@@ -66,6 +66,8 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         submitted_on=now.date(),
         created_at=now,
         updated_at=now,
+        contact_phone_encrypted=vault.encrypt(command.contact_phone) if command.contact_phone else None,
+        charity_contact_consent=command.consent.charity_contact,
     )
     members = [
         Member(
@@ -95,6 +97,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         filed_by=filed_by,
         lead_id=command.lead_id,
         services_requested=list(dict.fromkeys(command.services_requested)),
+        charity_contact_consent=command.consent.charity_contact,
     )
     event_id = await uow.outbox.add(event, key=case_id)
     await repository.add_event(
@@ -212,6 +215,7 @@ async def get_case(uow: UnitOfWork, case_id: str, principal: Principal, client: 
         "determinations": await repository.list_determinations(case_id),
         "payments": await repository.list_payments(case_id),
         "referrals": await repository.list_referrals(case_id),
+        "disclosures": await repository.list_disclosures(case_id),
     }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from referral import offers, outreach, service, service_referrals
 from shared.contracts.eligibility import DeterminationDenied, LeadQualified
-from shared.contracts.intake import ApplicationSubmitted
+from shared.contracts.intake import ApplicationSubmitted, ContactConsentWithdrawn
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import Handler
 from shared.messaging.envelope import Envelope
@@ -14,6 +14,10 @@ from shared.messaging.envelope import Envelope
 
 async def on_determination_denied(uow: UnitOfWork, event: DeterminationDenied, envelope: Envelope) -> None:
     await service.publish_need_for_denial(uow, event)
+
+
+async def on_consent_withdrawn(uow: UnitOfWork, event: ContactConsentWithdrawn, envelope: Envelope) -> None:
+    await service.withdraw_consent(uow, event)
 
 
 async def on_application_submitted(uow: UnitOfWork, event: ApplicationSubmitted, envelope: Envelope) -> None:
@@ -28,6 +32,7 @@ def build_handlers(settings: Any) -> dict[str, Handler]:
 
     return {
         "intake.application.submitted": on_application_submitted,
+        "intake.application.consent_withdrawn": on_consent_withdrawn,
         "eligibility.determination.denied": on_determination_denied,
         "eligibility.lead.qualified": on_lead_qualified,
     }

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy import JSON, String, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.base import Money, UtcDateTime, new_metadata
@@ -41,6 +41,9 @@ class Need(Base):
     delivered_amount: Mapped[Decimal | None] = mapped_column(Money())
     delivery_note: Mapped[str] = mapped_column(String(500), default="")
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The household agreed that the charity holding this need may have its contact details from intake
+    # (referral holds none); false again once it withdraws that consent.
+    consented: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class OutreachTask(Base):
@@ -79,6 +82,9 @@ class KnownCase(Base):
     street: Mapped[str | None] = mapped_column(String(12))
     community: Mapped[str | None] = mapped_column(String(15))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Whether the household's consent to share its contact details with a charity holding its need is in
+    # force (given at application, until withdrawn): what its needs say to charities.
+    contact_consent: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Offer(Base):

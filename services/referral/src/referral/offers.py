@@ -14,7 +14,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from referral import charities
@@ -53,8 +53,11 @@ async def remember_case(uow: UnitOfWork, application: ApplicationSubmitted) -> N
             street=application.street,
             community=application.community,
             created_at=utcnow(),
+            contact_consent=application.charity_contact_consent,
         )
     )
+    if application.charity_contact_consent:  # a need published before the application reached referral
+        await uow.session.execute(update(Need).where(Need.case_id == application.case_id).values(consented=True))
     await uow.session.flush()
 
 
@@ -162,6 +165,7 @@ async def match(uow: UnitOfWork, offer_id: str, case_id: str, principal: Princip
             claimed_by=offer.organisation,
             created_at=now,
             updated_at=now,
+            consented=case.contact_consent,
         )
         try:
             async with uow.session.begin_nested():  # another offer matched to this case's need a moment ago
@@ -192,6 +196,7 @@ async def match(uow: UnitOfWork, offer_id: str, case_id: str, principal: Princip
             category=offer.category,
             area=need.area,
             amount=need.amount,
+            consented=need.consented,
         ),
         key=case_id,
     )

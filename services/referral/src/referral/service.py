@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from referral import charities
-from referral.models import Need
+from referral.models import KnownCase, Need
 from shared.auth import Principal
 from shared.authz import region_clause
 from shared.contracts.eligibility import DeterminationDenied
+from shared.contracts.intake import ContactConsentWithdrawn
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
@@ -20,12 +21,29 @@ from shared.db.uow import UnitOfWork
 DEFAULT_CATEGORY = "food"
 
 
+async def consented(uow: UnitOfWork, case_id: str) -> bool:
+    """Whether the household's consent to share its contact details with a charity holding its need is in
+    force, as referral last heard from intake (false for a case it has not heard of)."""
+    case = await uow.session.get(KnownCase, case_id)
+    return case is not None and case.contact_consent
+
+
+async def withdraw_consent(uow: UnitOfWork, withdrawn: ContactConsentWithdrawn) -> None:
+    """The household withdrew its consent: its needs no longer say it consented. Intake, which holds the
+    contact details, refuses them from the moment of withdrawal whatever referral shows."""
+    case = await uow.session.get(KnownCase, withdrawn.case_id)
+    if case is not None:
+        case.contact_consent = False
+    await uow.session.execute(update(Need).where(Need.case_id == withdrawn.case_id).values(consented=False))
+
+
 async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
     """A need per category the household's situation points to (DeterminationDenied.need_categories), each
     once per case: a household refused several programmes needs each kind of help once, not per programme."""
     published = set(
         (await uow.session.execute(select(Need.category).where(Need.case_id == denied.case_id))).scalars().all()
     )
+    consent = await consented(uow, denied.case_id)
     reason = denied.reasons[0].code if denied.reasons else "denied"
     for category in denied.need_categories or [DEFAULT_CATEGORY]:
         if category in published:
@@ -41,6 +59,7 @@ async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) 
             reason=reason,
             status="published",
             created_at=utcnow(),
+            consented=consent,
         )
         uow.session.add(need)
         await uow.outbox.add(
@@ -51,6 +70,7 @@ async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) 
                 area=need.area,
                 amount=need.amount,
                 reason=need.reason,
+                consented=need.consented,
             ),
             key=need.case_id,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -127,6 +127,10 @@ class ApplicationSubmitted(Event):
     # Services the household asked for at application (counselling during verification, shelter); referral
     # refers it to a provider of each.
     services_requested: list[ServiceKind] = []
+    # The household agreed that a charity which takes on one of its needs may have the applicant's name and
+    # phone from intake (never from this event: no contact data travels here). Separate from, and not implied
+    # by, the consent to economic verification every application carries.
+    charity_contact_consent: bool = False
 
 
 class ApplicationWithdrawn(Event):
@@ -138,6 +142,17 @@ class ApplicationWithdrawn(Event):
     case_id: str
     region: str
     withdrawn_on: date
+
+
+class ContactConsentWithdrawn(Event):
+    """The household withdrew its consent to share its contact details with a charity that takes on its need:
+    intake discloses them to nobody from now on (what was disclosed before stays in intake's audit log)."""
+
+    event_type = "intake.application.consent_withdrawn"
+
+    case_id: str
+    region: str
+    withdrawn_at: datetime
 
 
 class ApplicationReviewed(Event):

@@ -14,6 +14,9 @@ class NeedPublished(Event):
     area: str
     amount: Money | None = None
     reason: str = ""
+    # The household agreed that the charity taking this need on may have its contact details from intake
+    # (`GET /v1/needs/{need_id}/contact` there). No contact data travels here.
+    consented: bool = False
 
 
 class NeedClaimed(Event):
@@ -40,6 +43,7 @@ class NeedMatched(Event):
     category: str
     area: str
     amount: Money | None = None
+    consented: bool = False
 
 
 class NeedDelivered(Event):

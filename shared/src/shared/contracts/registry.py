@@ -11,6 +11,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         intake.ApplicationSubmitted,
         intake.ApplicationWithdrawn,
         intake.ApplicationReviewed,
+        intake.ContactConsentWithdrawn,
         intake.SignalReceived,
         eligibility.VerificationCompleted,
         eligibility.VerificationDelayed,

@@ -12,7 +12,9 @@ from intake.api.schemas import (
     CasePage,
     CaseRead,
     CaseSummary,
+    CharityContactRead,
     DeterminationRead,
+    DisclosureRead,
     MemberRead,
     PaymentRead,
     ReferralRead,
@@ -21,7 +23,7 @@ from intake.api.schemas import (
     TimelineRead,
     Withdrawal,
 )
-from intake.domain import FULL_ID_ROLES, is_overdue, mask_id_number
+from intake.domain import FULL_ID_ROLES, contact_consent_in_force, is_overdue, mask_id_number
 from intake.models import messaging
 from intake.settings import vault_for
 from shared import audit
@@ -163,6 +165,12 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
         ],
         payments=[PaymentRead.model_validate(p, from_attributes=True) for p in found["payments"]],
         referrals=[ReferralRead.model_validate(r, from_attributes=True) for r in found["referrals"]],
+        contact_phone=vault.decrypt(case.contact_phone_encrypted) if case.contact_phone_encrypted else None,
+        charity_contact=CharityContactRead(
+            consented=contact_consent_in_force(case.charity_contact_consent, case.charity_contact_withdrawn_at),
+            withdrawn_at=case.charity_contact_withdrawn_at,
+            disclosures=[DisclosureRead.model_validate(d, from_attributes=True) for d in found["disclosures"]],
+        ),
     )
 
 

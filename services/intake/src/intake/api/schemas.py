@@ -60,6 +60,12 @@ class HouseholdCreate(_Strict):
 
 class Consent(_Strict):
     economic_verification: bool
+    # Optional and separate: whether a charity that takes on the household's need may have the applicant's
+    # name and phone (from intake, over HTTP, and only while it holds the need). No by default.
+    charity_contact: bool = Field(
+        default=False,
+        description="the household agrees that a charity taking on its need may have the applicant's name and phone",
+    )
 
     @field_validator("economic_verification")
     @classmethod
@@ -85,6 +91,8 @@ class ApplicationCreate(_Strict):
     # refers it to a provider of each (and does so unasked after an emergency, or for a household with no
     # local hukou or residence permit).
     services_requested: list[ServiceKind] = Field(default_factory=list, max_length=2)
+    # How the household may be reached (stored encrypted; given to a charity only with its consent).
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$")
 
     @model_validator(mode="after")
     def _discovery_has_a_lead(self) -> ApplicationCreate:
@@ -156,6 +164,21 @@ class ReferralRead(BaseModel):
     outcome: str = ""
 
 
+class DisclosureRead(BaseModel):
+    need_id: str
+    organisation: str
+    disclosed_at: datetime
+
+
+class CharityContactRead(BaseModel):
+    """The household's consent to share its contact details with a charity holding its need, and to whom
+    they have been given."""
+
+    consented: bool = False
+    withdrawn_at: datetime | None = None
+    disclosures: list[DisclosureRead] = []
+
+
 class CaseRead(BaseModel):
     case_id: str
     status: str
@@ -175,6 +198,8 @@ class CaseRead(BaseModel):
     determinations: list[DeterminationRead]
     payments: list[PaymentRead]
     referrals: list[ReferralRead]
+    contact_phone: str | None = None
+    charity_contact: CharityContactRead = Field(default_factory=CharityContactRead)
 
 
 class TimelineEntry(BaseModel):

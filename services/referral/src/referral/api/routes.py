@@ -29,6 +29,9 @@ class NeedRead(BaseModel):
     claimed_by: str | None = None
     # The charity's offer an advisor matched it to (two-way claiming), if that is how it was claimed.
     offer_id: str | None = None
+    # The household agreed that the charity holding this need may have its contact details: that charity
+    # asks intake for them (`GET /v1/needs/{need_id}/contact` on intake), never referral, which holds none.
+    consented: bool = False
 
 
 class NeedList(BaseModel):
