@@ -295,8 +295,13 @@ def test_one_case_is_one_opentelemetry_trace_across_all_four_services(stack: Sta
 
 
 def test_a_denied_household_is_referred(stack: Stack) -> None:
+    """Refused, the household's need goes to charities masked; it consented to share its contact with the
+    charity that takes the need on, so that charity (and no other) has its name and phone from intake, until
+    the household withdraws the consent."""
+    body = application(wage="9000.00", consent={"economic_verification": True, "charity_contact": True})
+    body["contact_phone"] = "13800138000"
     with stack.client("intake") as client:
-        response = client.post("/v1/applications", json=application(wage="9000.00"))
+        response = client.post("/v1/applications", json=body)
         case_id = response.json()["case_id"]
     decide(stack, case_id)
     with stack.client("intake") as client:
@@ -311,10 +316,34 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         assert needs
         assert all("id_number" not in need and "name" not in need for need in needs)
         (need,) = [n for n in needs if n["need_id"] == case["referrals"][0]["referral_id"]]
+        assert need["consented"] is True
+        assert body["contact_phone"] not in json.dumps(needs)
         claimed = client.post(f"/v1/needs/{need['need_id']}/claim")
         assert claimed.status_code == 200, claimed.text
     with stack.client("intake") as client:  # the claim reaches the case view as an event
         follow(client, case_id, lambda c: c["referrals"][0]["status"] == "claimed")
+    contact_url = f"/v1/needs/{need['need_id']}/contact"
+    with stack.client("intake", role="charity", region="310115", sub="pudong-charity-federation") as charity:
+        contact = charity.get(contact_url)
+        assert contact.status_code == 200, contact.text
+        applicant = body["household"]["members"][0]
+        assert (contact.json()["name"], contact.json()["phone"]) == (applicant["name"], "13800138000")
+        assert applicant["id_number"] not in contact.text
+    with stack.client("intake", role="charity", region="310000", sub="shanghai-medical-aid-fund") as other:
+        refused = other.get(contact_url)
+        assert refused.status_code == 404
+        assert "13800138000" not in refused.text
+    with stack.client("intake", role="advisor") as advisor:
+        assert advisor.post(f"/v1/cases/{case_id}/contact-consent/withdrawal").status_code == 200
+        disclosures = advisor.get(f"/v1/cases/{case_id}").json()["charity_contact"]["disclosures"]
+        assert [d["organisation"] for d in disclosures] == ["pudong-charity-federation"]
+    with stack.client("intake", role="charity", region="310115", sub="pudong-charity-federation") as charity:
+        assert charity.get(contact_url).status_code == 403
+    with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as client:
+        deadline = time.monotonic() + 20  # referral hears of the withdrawal from intake
+        while next(n for n in client.get("/v1/needs").json()["items"] if n["need_id"] == need["need_id"])["consented"]:
+            assert time.monotonic() < deadline, "referral still shows the withdrawn consent"
+            time.sleep(0.1)
     with stack.client("referral", role="charity", region="310115", sub="pudong-charity-federation") as client:
         delivered = client.post(f"/v1/needs/{need['need_id']}/delivery", json={"amount": "300.00", "note": "米面油"})
         assert delivered.status_code == 200, delivered.text
