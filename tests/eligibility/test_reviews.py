@@ -316,3 +316,70 @@ async def test_the_verified_household_is_what_a_review_compares_with(services: S
         assert record.household["members"][0]["incomes"] == [{"kind": "wage", "monthly": "700.00"}]
         assert record.counted_monthly_income == Decimal("700.00")
         assert record.sources == ["declared"]
+
+
+def with_members(
+    case_id: str,
+    members: list[dict[str, Any]],
+    *,
+    joined: tuple[str, ...] | list[str] = (),
+    left: tuple[str, ...] | list[str] = (),
+) -> ApplicationReviewed:
+    return ApplicationReviewed(
+        case_id=case_id,
+        region="310115",
+        household=HouseholdFacts.model_validate({"members": members}),
+        reviewed_on=REVIEWED_ON,
+        kind="change_reported",
+        joined=list(joined),
+        left=list(left),
+    )
+
+
+APPLICANT = household_facts()["members"][0]  # a wage of 500.00
+CHILD = {"ref": "m2", "relationship": "child", "birth_date": "2010-01-01", "hukou_region": "310115"}
+
+
+class TestMembershipChanges:
+    async def test_a_child_joining_raises_the_amount_from_the_next_month_with_the_reason(
+        self, services: ServiceFactory, tmp_path: Path
+    ) -> None:
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            await approved_allowance(client, services, tmp_path, case_id, "500.00")
+            async with client.runtime.uow() as uow:
+                await lifecycle.review_case(uow, with_members(case_id, [APPLICANT, CHILD], joined=["m2"]))
+                await uow.commit()
+            allowance = await allowance_of(client, case_id)
+            # 500.00 over two people: 250.00 each, 1,400.00 below the 1,650.00 standard, for two.
+            assert (allowance.status, allowance.monthly_amount) == ("approved", Decimal("2800.00"))
+            changed = await last_payload(client, case_id, "eligibility.determination.changed")
+            assert (changed["from_period"], changed["monthly_amount"]) == ("2026-12", "2800.00")
+            reason = next(r for r in changed["reasons"] if r["code"] == "household_changed")
+            assert reason["text"].startswith("m2 joined the household")
+            assert "第三十条" in reason["source"]
+
+    async def test_someone_with_a_high_wage_joining_stops_the_aid_at_once_with_the_reason(
+        self, services: ServiceFactory, tmp_path: Path
+    ) -> None:
+        async with api_client(services, "eligibility") as client:
+            case_id = str(uuid.uuid4())
+            await approved_allowance(client, services, tmp_path, case_id, "500.00")
+            partner = {
+                "ref": "m3",
+                "relationship": "spouse",
+                "birth_date": "1982-02-02",
+                "hukou_region": "310115",
+                "incomes": [{"kind": "wage", "monthly": "9000.00"}],
+            }
+            async with client.runtime.uow() as uow:
+                await lifecycle.review_case(uow, with_members(case_id, [APPLICANT, partner], joined=["m3"]))
+                await uow.commit()
+            allowance = await allowance_of(client, case_id)
+            assert allowance.status == "stopped"
+            codes = [r["code"] for r in allowance.reasons]
+            assert codes[0] == "income_not_below_standard"
+            assert "household_changed" in codes
+            assert codes[-1] == "no_longer_eligible"  # a stop at once: the new wage is a newcomer's, not new work
+            stopped = await last_payload(client, case_id, "eligibility.determination.stopped")
+            assert stopped["last_period"] == "2026-11"

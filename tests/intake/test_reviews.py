@@ -9,14 +9,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from intake import read_model, service
-from intake.models import messaging
+from intake.models import Member, messaging
 from intake.settings import vault_for
 from shared.contracts import eligibility
-from tests.conftest import ServiceFactory, api_client
-from tests.factories import TODAY, application
+from tests.conftest import ServiceFactory, api_client, token
+from tests.factories import TODAY, application, new_id_number
+
+
+def clock_today(client: Any) -> str:
+    """The date intake records a review under: its clock's today."""
+    return client.runtime.clock.today().isoformat()
 
 
 def as_found(body: dict[str, Any]) -> dict[str, Any]:
@@ -143,3 +149,155 @@ class TestTheReviewsMeansTestOnTheCase:
             shown = (await client.get(f"/v1/cases/{case_id}")).json()["verification"]
             assert (shown["status"], shown["kind"]) == ("completed", "review")
             assert shown["differences"] == [difference.model_dump(mode="json")]
+
+
+def joiner(**overrides: Any) -> dict[str, Any]:
+    person = {
+        "ref": "m3",
+        "name": "王五",
+        "id_number": new_id_number(),
+        "relationship": "child",
+        "birth_date": "2008-03-01",
+        "hukou_region": "310115",
+        "education": "high_school",
+    }
+    return person | overrides
+
+
+class TestPeopleJoiningAndLeaving:
+    async def test_a_person_who_joins_is_added_encrypted_held_by_the_case_and_sent_with_their_person_key(
+        self, services: ServiceFactory
+    ) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id, body = await approved_case(client)
+            household = as_found(body)
+            newcomer = joiner()
+            household["members"].append(newcomer)
+            response = await client.post(
+                f"/v1/cases/{case_id}/reviews", json={"kind": "change_reported", "household": household}
+            )
+            assert response.status_code == 200, response.text
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            added = next(m for m in case["members"] if m["ref"] == "m3")
+            assert (added["name"], added["joined_on"], added["left_on"]) == ("王五", clock_today(client), None)
+            assert added["id_number"] == newcomer["id_number"][:6] + "********" + newcomer["id_number"][-4:]
+            vault = vault_for(client.runtime.settings)
+            async with client.runtime.sessionmaker() as session:
+                row = await session.get(Member, (case_id, "m3"))
+            assert newcomer["id_number"] not in row.id_number_encrypted  # stored as at application
+            assert vault.decrypt(row.id_number_encrypted) == newcomer["id_number"]
+            assert row.id_number_hash == vault.lookup_hash(newcomer["id_number"])
+            (event,) = await sent(client, case_id)
+            assert (event["joined"], event["left"]) == (["m3"], [])
+            assert event["household"]["members"][-1]["person_key"] == vault.person_key(newcomer["id_number"])
+            assert newcomer["id_number"] not in str(event)
+            # Held by this case now: an application naming them is the usual 409 naming it.
+            other = application()
+            other["household"]["members"][1]["id_number"] = newcomer["id_number"]
+            again = await client.post("/v1/applications", json=other)
+            assert again.status_code == 409
+            assert again.json()["case_id"] == case_id
+            timeline = (await client.get(f"/v1/cases/{case_id}/timeline")).json()["events"]
+            assert timeline[-1]["summary"]["joined"] == ["m3"]
+
+    async def test_a_person_on_another_open_case_cannot_join_and_nothing_changes(
+        self, services: ServiceFactory
+    ) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id, body = await approved_case(client)
+            elsewhere = application()
+            their_case = (await client.post("/v1/applications", json=elsewhere)).json()["case_id"]
+            household = as_found(body)
+            household["members"].append(joiner(id_number=elsewhere["household"]["members"][0]["id_number"]))
+            response = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": household})
+            assert response.status_code == 409
+            assert response.headers["content-type"] == "application/problem+json"
+            assert (response.json()["case_id"], response.json()["member"]) == (their_case, "m3")
+            assert their_case in response.json()["detail"]
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            assert [m["ref"] for m in case["members"]] == ["m1", "m2"]
+            assert await sent(client, case_id) == []
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"id_number": "310115198005010014"}, "id_number"),  # wrong check digit
+            ({"id_number": None}, "id_number"),
+            ({"name": None}, "name"),
+        ],
+    )
+    async def test_a_person_joining_needs_a_valid_id_number_and_a_name(
+        self, services: ServiceFactory, change: dict[str, Any], field: str
+    ) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id, body = await approved_case(client)
+            household = as_found(body)
+            household["members"].append({k: v for k, v in (joiner() | change).items() if v is not None})
+            response = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": household})
+            assert response.status_code == 422, response.text
+            assert field in response.text
+            assert await sent(client, case_id) == []
+
+    async def test_a_member_is_who_the_case_says_and_a_ref_of_someone_who_left_is_not_reused(
+        self, services: ServiceFactory
+    ) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id, body = await approved_case(client)
+            household = as_found(body)
+            household["members"][1]["id_number"] = new_id_number()  # not m2's number
+            wrong = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": household})
+            assert wrong.status_code == 422
+            assert "another ID number" in wrong.json()["detail"]
+            household = as_found(body)
+            household["members"].append(joiner(id_number=body["household"]["members"][1]["id_number"]))
+            twice = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": household})
+            assert twice.status_code == 422
+            assert "already member m2" in twice.json()["detail"]
+            left = await client.post(
+                f"/v1/cases/{case_id}/reviews",
+                json={"household": as_found(body) | {"members": as_found(body)["members"][:1]}},
+            )
+            assert left.status_code == 200, left.text
+            back = as_found(body)
+            back["members"][1] |= {"name": "成员2", "id_number": body["household"]["members"][1]["id_number"]}
+            reused = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": back})
+            assert reused.status_code == 422
+            assert "takes a new ref" in reused.json()["detail"]
+
+    async def test_a_member_who_leaves_is_released_to_apply_elsewhere_and_signals_about_them_go_elsewhere(
+        self, services: ServiceFactory
+    ) -> None:
+        async with api_client(services, "intake", role="advisor", region="310115") as client:
+            case_id, body = await approved_case(client)
+            household = as_found(body)
+            household["members"] = household["members"][:1]  # m2 moved out
+            response = await client.post(f"/v1/cases/{case_id}/reviews", json={"household": household})
+            assert response.status_code == 200, response.text
+            (event,) = await sent(client, case_id)
+            assert (event["joined"], event["left"]) == ([], ["m2"])
+            assert [m["ref"] for m in event["household"]["members"]] == ["m1"]
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            gone = next(m for m in case["members"] if m["ref"] == "m2")
+            assert gone["left_on"] == clock_today(client)  # the row stays, as the case's history
+            departed = body["household"]["members"][1]["id_number"]
+            signal = {
+                "source": "employment_service",
+                "source_id": str(uuid.uuid4()),
+                "kind": "unemployment",
+                "id_number": departed,
+                "region": "310115",
+                "community": "310115001001",
+                "occurred_on": "2026-11-20",
+            }
+            department = {
+                "Authorization": f"Bearer {token(services.data_dir, 'department', '310115', 'employment_service')}"
+            }
+            about = await client.post("/v1/signals", json=signal, headers=department)
+            assert about.json()["matched_case"] is False  # not the household they left
+            elsewhere = application()
+            elsewhere["household"]["members"][0]["id_number"] = departed
+            applied = await client.post("/v1/applications", json=elsewhere)
+            assert applied.status_code == 201, applied.text
+            stayer = application()
+            stayer["household"]["members"][0]["id_number"] = body["household"]["members"][0]["id_number"]
+            assert (await client.post("/v1/applications", json=stayer)).status_code == 409  # m1 is still held

@@ -70,8 +70,10 @@ async def review_case(
     (verification.py: verified incomes replace declared ones, differences kept), then evaluate it again:
     monthly aid it no longer qualifies for stops after the month of the review, with the rules' reasons; aid
     it still qualifies for goes on to the next review, at the amount the rules give now from the month after
-    the review (S5 第三十二条: 增发、减发). A source that cannot answer parks the review: nothing is stopped
-    or changed until the household's figures are verified, and the case says why it waits."""
+    the review (S5 第三十二条: 增发、减发). People who joined or left the household (intake's `joined`,
+    `left`) are in or out of the household evaluated, and the decision says who. A source that cannot
+    answer parks the review: nothing is stopped or changed until the household's figures are verified, and
+    the case says why it waits."""
     session = uow.session
     waiting = await verification.waiting(uow, reviewed.case_id)
     if waiting is not None and waiting.kind == "application":
@@ -91,7 +93,7 @@ async def review_case(
     answer = evaluate_request(request, with_trace=False)  # a refusal is a poison message: retried, then DLQ
     results = {r["programme"]: r for r in answer["results"]}
     await _record_verification(uow, reviewed, report, answer["household"])
-    verified = _verified_reason(report)
+    verified = [*_household_changed(reviewed), *_verified_reason(report)]
     rows = (
         (
             await session.execute(
@@ -153,6 +155,22 @@ async def review_case(
                 ),
                 key=determination.case_id,
             )
+
+
+HOUSEHOLD_CHANGE_SOURCE = (
+    "最低生活保障审核确认办法 第三十条 (人口状况……发生变化的，应当及时告知)、第三十一条 (增发、减发、停发); "
+    "上海市社会救助条例 第三十二条 (家庭人口……发生变化)"
+)
+
+
+def _household_changed(reviewed: ApplicationReviewed) -> list[dict[str, Any]]:
+    """People joining or leaving change who counts (and whose income counts): the decision says who."""
+    if not reviewed.joined and not reviewed.left:
+        return []
+    parts = [f"{', '.join(reviewed.joined)} joined the household"] if reviewed.joined else []
+    parts += [f"{', '.join(reviewed.left)} left it"] if reviewed.left else []
+    text = "; ".join(parts) + f"; evaluated with the {len(reviewed.household.members)} members it has now"
+    return [Reason(code="household_changed", text=text, source=HOUSEHOLD_CHANGE_SOURCE).model_dump()]
 
 
 VERIFIED_SOURCE = (

@@ -60,6 +60,10 @@ class Member(Base):
     id_number_encrypted: Mapped[str] = mapped_column(Text)
     id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
     relationship: Mapped[str] = mapped_column(String(20))
+    # Membership changes a review recorded: the day a person joined the household (none: on the application)
+    # and the day they left it (they are then free to be on another case; the row stays, as history).
+    joined_on: Mapped[date | None]
+    left_on: Mapped[date | None]
 
 
 class OpenMembership(Base):

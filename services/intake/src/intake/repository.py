@@ -48,14 +48,18 @@ class CaseRepository:
         ).first()
         return (row[0], row[1]) if row else None
 
-    async def release_members(self, case_id: str) -> None:
-        await self.session.execute(delete(OpenMembership).where(OpenMembership.case_id == case_id))
+    async def release_members(self, case_id: str, hashes: list[str] | None = None) -> None:
+        """Let the case's members go (all of them, or those with these lookup hashes: people who left)."""
+        statement = delete(OpenMembership).where(OpenMembership.case_id == case_id)
+        if hashes is not None:
+            statement = statement.where(OpenMembership.id_number_hash.in_(hashes))
+        await self.session.execute(statement)
 
     async def reclaim_members(self, case_id: str) -> None:
         """A case that was closed is open again (events arrive in any order): hold its members again, unless
         one has since been taken by another open case."""
         for member in await self.list_members(case_id):
-            if await self.open_case_of([member.id_number_hash]) is None:
+            if member.left_on is None and await self.open_case_of([member.id_number_hash]) is None:
                 self.session.add(OpenMembership(id_number_hash=member.id_number_hash, case_id=case_id))
 
     async def page(self, where: list[Any], after: tuple[Any, str] | None, limit: int) -> list[Case]:

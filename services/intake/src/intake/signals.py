@@ -132,12 +132,13 @@ async def _find(uow: UnitOfWork, source: str, source_id: str) -> Signal | None:
 
 
 async def _household_of(uow: UnitOfWork, hashes: list[str]) -> tuple[Case | None, str | None]:
-    """The person's open case, else their latest case, and which member of it they are."""
+    """The person's open case, else their latest case, and which member of it they are; a household the
+    person has left is not theirs any more."""
     open_case = (
         await uow.session.execute(select(OpenMembership.case_id).where(OpenMembership.id_number_hash.in_(hashes)))
     ).scalar_one_or_none()
     statement = select(Case, Member.ref).join(Member, Member.case_id == Case.case_id)
-    statement = statement.where(Member.id_number_hash.in_(hashes))
+    statement = statement.where(Member.id_number_hash.in_(hashes), Member.left_on.is_(None))  # not one they left
     if open_case is not None:
         statement = statement.where(Case.case_id == open_case)
     found = (await uow.session.execute(statement.order_by(Case.created_at.desc()).limit(1))).first()

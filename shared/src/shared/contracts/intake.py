@@ -157,7 +157,8 @@ class ContactConsentWithdrawn(Event):
 
 class ApplicationReviewed(Event):
     """The street office reviewed an approved household (on schedule, or because a change was reported):
-    its facts as found now, for eligibility to evaluate again."""
+    its facts as found now (members with their person keys, people who joined included, people who left
+    gone), for eligibility to verify against its sources and evaluate again."""
 
     event_type = "intake.application.reviewed"
 
@@ -166,6 +167,10 @@ class ApplicationReviewed(Event):
     household: HouseholdFacts
     reviewed_on: date
     kind: Literal["scheduled", "change_reported"] = "scheduled"
+    # Members (by ref) who joined the household since the case's last facts, and who left it: `household`
+    # already holds the new membership; these say what changed, for the reasons of the decision.
+    joined: list[str] = []
+    left: list[str] = []
 
 
 SignalKind = Literal[

@@ -154,6 +154,8 @@ async def read_case(case_id: str, request: Request, runtime: RuntimeDep, princip
                 name=m.name,
                 id_number=shown(vault.decrypt(m.id_number_encrypted)),
                 relationship=m.relationship,
+                joined_on=m.joined_on,
+                left_on=m.left_on,
             )
             for m in found["members"]
         ],
@@ -196,10 +198,13 @@ async def review(
     case_id: str, body: Review, request: Request, runtime: RuntimeDep, principal: PrincipalDep
 ) -> CaseSummary:
     """Record a review of a household receiving aid (yearly, half-yearly with unstable income, or when a
-    change is reported), with the household as found now. Eligibility verifies it against its data sources
-    (the case's `verification` shows the review's means test, or why it waits) and evaluates it: aid it no
-    longer qualifies for stops after this month; aid it still qualifies for goes on to the next review.
-    Only approved cases whose means test has finished (409 otherwise)."""
+    change is reported), with the household as found now: a person who joined it comes with a new ref, name
+    and ID number (409 naming the case if they are on another open case); a member left out has left it and
+    may then be on another case. Eligibility verifies the household against its data sources (the case's
+    `verification` shows the review's means test, or why it waits) and evaluates it: aid it no longer
+    qualifies for stops after this month; aid it still qualifies for goes on to the next review, at the
+    amount the rules give now from the month after. Only approved cases whose means test has finished (409
+    otherwise)."""
     async with runtime.uow() as uow:
         case = await reviews.review_case(
             uow,

@@ -115,6 +115,9 @@ class MemberRead(BaseModel):
     name: str
     id_number: str
     relationship: str
+    # When a review recorded the person joining (none: on the application) or leaving the household.
+    joined_on: date | None = None
+    left_on: date | None = None
 
 
 class DeterminationRead(BaseModel):
@@ -243,18 +246,47 @@ class Withdrawal(BaseModel):
 
 
 class ReviewMember(MemberFacts):
-    """A member as the review found them, by their ref on the case."""
+    """A member as the review found them. Someone already on the case is named by their ref (their name and
+    ID number may be repeated, and must then be theirs); a person who has joined the household comes with a
+    new ref, their name and ID number, checked exactly as at application."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=50)
+    id_number: str | None = None
     person_key: None = Field(default=None, description="set by intake from the ID number on the case; not to be sent")
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().upper()
+        problem = id_number_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ReviewHousehold(HouseholdFacts):
+    """The household as the review found it. A member on the case whose ref is missing has left it."""
+
     members: list[ReviewMember] = Field(min_length=1, max_length=30)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> ReviewHousehold:
+        refs = [m.ref for m in self.members]
+        if len(set(refs)) != len(refs):
+            raise ValueError("member refs must be unique")
+        ids = [m.id_number for m in self.members if m.id_number]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same ID number appears twice")
+        return self
 
 
 class Review(BaseModel):
-    """The household as the review found it, as the rules see it (members by their refs on the case; people
-    joining or leaving the household are not handled by a review yet)."""
+    """The household as the review found it, as the rules see it: members on the case by their refs; a person
+    who joined with a new ref, name and ID number; a member left out has left the household."""
 
     model_config = ConfigDict(extra="forbid")
 
