@@ -315,6 +315,39 @@ async def one_round(running: Stack, people: People, cases: int, concurrency: int
 
 # --- where the time goes -------------------------------------------------------------------------------
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_pids(running: Stack) -> dict[str, list[int]]:
+    """Who shares the cores during a round: each service, the broker, the database server (PostgreSQL's
+    processes; SQLite runs inside the services) and the load generator itself."""
+    groups: dict[str, list[int]] = {svc: [pid] for svc, pid in running.service_pids().items()}
+    groups["broker"], groups["database server"] = [], []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes()
+            if b"tansu" in argv and str(running.ports["broker"]).encode() in argv:
+                groups["broker"].append(int(entry.name))
+            elif argv.startswith(b"postgres"):
+                groups["database server"].append(int(entry.name))
+    groups["load generator"] = [os.getpid()]
+    return groups
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+
 
 def profile_start(running: Stack, seconds: int) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
     """py-spy on each service process for `seconds` (nothing if py-spy is missing or not permitted)."""
@@ -456,11 +489,17 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
         say(f"[{label}] stack up; warming up with 200 cases")
         asyncio.run(one_round(running, people, 200, args.concurrency))
         saturation, profiled = [], {}
+        cpu: list[dict[str, float]] = []
         for repeat in range(args.repeats):
             spies = profile_start(running, 8) if repeat == 0 and args.profile else {}
+            groups = cpu_pids(running)
+            before = cpu_snapshot(groups)
             result = asyncio.run(one_round(running, people, args.cases, args.concurrency))
+            after = cpu_snapshot(groups)
             if spies:
                 profiled = profile_summary(spies)
+            else:  # py-spy's own samples would be counted against the load generator's neighbours
+                cpu.append({name: (after[name] - before[name]) * 1000 / len(result.determined) for name in groups})
             saturation.append(result)
             say(
                 f"[{label}] saturation {repeat + 1}/{args.repeats}: {result.throughput:,.0f} cases/s, "
@@ -492,7 +531,13 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
                 scaled.append(result)
                 say(f"[{label}] two workers per service {repeat + 1}/{args.repeats}: {result.throughput:,.0f} cases/s")
     results.update(
-        saturation=saturation, paced=paced, scaled=scaled, profile=profiled, broker=broker, database=database
+        saturation=saturation,
+        paced=paced,
+        scaled=scaled,
+        profile=profiled,
+        broker=broker,
+        database=database,
+        cpu=cpu,
     )
     return results
 
@@ -559,6 +604,14 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
                 "—",
             ),
         ]
+        if run["cpu"]:
+            names = list(run["cpu"][0])
+            total = [sum(r.values()) for r in run["cpu"]]
+            rows += [
+                (f"{label}: CPU per case, {name}", "ms", spread([r[name] for r in run["cpu"]], "{:.2f}"), "—")
+                for name in names
+            ]
+            rows.append((f"{label}: CPU per case, everything", "ms", spread(total, "{:.2f}"), "≤ 4 (2 cores / 500)"))
     table = ["| measure | unit | median (min–max) | goal |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     profiles = []
