@@ -75,6 +75,10 @@ def events_for(case_id: str) -> dict[str, Any]:
         "disbursement.payment.settled": disbursement.PaymentSettled(**payment, bank_reference="R1"),
         "disbursement.payment.failed": disbursement.PaymentFailed(**payment, reason="closed"),
         "disbursement.payment.returned": disbursement.PaymentReturned(**payment, reason="frozen"),
+        "disbursement.payment.recovery_opened": disbursement.RecoveryOpened(**payment, reason="not supported"),
+        "disbursement.payment.recovery_closed": disbursement.RecoveryClosed(
+            **payment, outcome="waived", note="hardship"
+        ),
         "eligibility.verification.delayed": eligibility.VerificationDelayed(
             case_id=case_id,
             reason="verification_centre: answered 503 (after 3 attempts)",
@@ -167,6 +171,38 @@ async def test_a_settlement_that_overtakes_its_instruction_is_not_undone(service
         assert payment.status == "settled"
         assert determination.status == "approved"
         assert case.status == "approved"
+
+
+async def test_an_advance_owed_back_shows_on_its_payment_until_it_is_settled(services: ServiceFactory) -> None:
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        events = events_for(case_id)
+        seen = []
+        for event_type in (
+            "disbursement.payment.instructed",
+            "disbursement.payment.settled",
+            "disbursement.payment.recovery_opened",
+            "disbursement.payment.recovery_closed",
+            "disbursement.payment.settled",  # a late repeat of the bank's word changes nothing
+        ):
+            async with runtime.uow() as uow:
+                await read_model.record_event(
+                    uow, events[event_type], event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+                )
+                await uow.commit()
+            async with runtime.sessionmaker() as session:
+                payment = (
+                    await session.execute(select(CasePayment).where(CasePayment.case_id == case_id))
+                ).scalar_one()
+            seen.append((payment.status, payment.reason))
+        assert seen == [
+            ("pending", None),
+            ("settled", None),
+            ("owed_back", "not supported"),
+            ("waived", "waived 830.00: hardship"),
+            ("waived", "waived 830.00: hardship"),
+        ]
+        assert payment.amount == Decimal("830.00")
 
 
 async def test_the_case_follows_the_procedure_and_shows_its_dates(services: ServiceFactory) -> None:

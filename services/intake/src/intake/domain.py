@@ -107,7 +107,18 @@ DETERMINATION_STATUS = {
 }
 # Still in the procedure: the decision deadline applies.
 IN_PROCEDURE = frozenset({"proposed", "notice", "review"})
-PAYMENT_RANK = {"pending": 0, "failed": 1, "settled": 1, "cancelled": 1, "returned": 2}
+PAYMENT_RANK = {
+    "pending": 0,
+    "failed": 1,
+    "settled": 1,
+    "cancelled": 1,
+    "returned": 2,
+    # An advance ("aid first") verification did not support: owed back, then settled one way or another.
+    "owed_back": 3,
+    "recovered": 4,
+    "waived": 4,
+    "not_paid": 4,
+}
 # A service referral: referred (or unassigned: nobody covers the area) → accepted → completed or no_show;
 # declined by the provider before that.
 SERVICE_RANK = {"referred": 0, "unassigned": 0, "accepted": 1, "declined": 2, "completed": 2, "no_show": 2}

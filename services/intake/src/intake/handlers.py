@@ -33,6 +33,8 @@ HANDLERS: dict[str, Handler] = dict.fromkeys(
         "disbursement.payment.failed",
         "disbursement.payment.returned",
         "disbursement.payment.cancelled",
+        "disbursement.payment.recovery_opened",
+        "disbursement.payment.recovery_closed",
         "referral.need.published",
         "referral.need.claimed",
         "referral.need.matched",

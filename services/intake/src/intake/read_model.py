@@ -24,6 +24,8 @@ from shared.contracts.disbursement import (
     PaymentInstructed,
     PaymentReturned,
     PaymentSettled,
+    RecoveryClosed,
+    RecoveryOpened,
 )
 from shared.contracts.eligibility import (
     DeterminationApproved,
@@ -62,6 +64,7 @@ PAYMENT_STATUS = {
     "disbursement.payment.settled": "settled",
     "disbursement.payment.failed": "failed",
     "disbursement.payment.returned": "returned",
+    "disbursement.payment.recovery_opened": "owed_back",
 }
 SERVICE_STATUS = {
     "referral.service.accepted": "accepted",
@@ -158,8 +161,17 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                     row.review_due = event.review_due
                 elif isinstance(event, DeterminationStopped):
                     row.review_due = None
-        case PaymentInstructed() | PaymentSettled() | PaymentFailed() | PaymentReturned() | PaymentCancelled():
-            status = PAYMENT_STATUS[event.event_type]
+        case (
+            PaymentInstructed()
+            | PaymentSettled()
+            | PaymentFailed()
+            | PaymentReturned()
+            | PaymentCancelled()
+            | RecoveryOpened()
+            | RecoveryClosed()
+        ):
+            # An advance verification did not support is owed back, then recovered, waived or never paid.
+            status = event.outcome if isinstance(event, RecoveryClosed) else PAYMENT_STATUS[event.event_type]
             payment = await repository.get_payment(event.payment_id)
             if payment is None:
                 payment = CasePayment(
@@ -174,11 +186,14 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                 uow.session.add(payment)
             elif supersedes(PAYMENT_RANK, payment.status, status):
                 payment.status = status
-                payment.amount = event.amount  # an amount amended before the bank had it
+                if not isinstance(event, RecoveryClosed):  # its amount is what was recovered, not the payment's
+                    payment.amount = event.amount  # an amount amended before the bank had it
             if isinstance(event, PaymentSettled):
                 payment.bank_reference = event.bank_reference
-            elif isinstance(event, PaymentFailed | PaymentReturned | PaymentCancelled):
+            elif isinstance(event, PaymentFailed | PaymentReturned | PaymentCancelled | RecoveryOpened):
                 payment.reason = event.reason
+            elif isinstance(event, RecoveryClosed):
+                payment.reason = f"{event.outcome} {event.amount:.2f}: {event.note}" if event.note else event.outcome
         case NeedPublished():
             if await repository.get_referral(event.need_id) is None:
                 uow.session.add(
