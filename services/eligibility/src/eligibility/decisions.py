@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from eligibility import domain, workflow
+from eligibility import domain, gaps, workflow
 from eligibility.models import Determination, Verification, messaging
+from eligibility.params import ParameterError, catalogue
 from eligibility.service import DeterminationNotFound, approved_event, common_fields
 from shared import audit, periodic
 from shared.auth import Principal
 from shared.authz import Forbidden, region_clause
 from shared.clock import Clock
 from shared.contracts.eligibility import (
+    AidGap,
     DeterminationDenied,
     DeterminationNoticed,
     DeterminationObjected,
@@ -144,6 +148,33 @@ async def _household(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
     return found or {}
 
 
+async def _aid_gaps(uow: UnitOfWork, determination: Determination, today: date) -> list[AidGap]:
+    """What approved monthly aid leaves uncovered of the verified household's necessary costs (gaps.py), at
+    the standard in force today; none for aid not paid monthly."""
+    if determination.payment_kind != "monthly" or determination.monthly_amount is None:
+        return []
+    verified = (
+        await uow.session.execute(select(Verification).where(Verification.case_id == determination.case_id))
+    ).scalar_one_or_none()
+    if verified is None:
+        return []
+    try:
+        parameters = catalogue().resolve(determination.region, today)
+    except ParameterError:
+        return []
+    threshold = parameters.get("aid_gap.minimum_monthly")
+    found = gaps.aid_gaps(
+        verified.household,
+        programme=determination.programme,
+        counted_members=verified.counted_members,
+        counted_monthly_income=verified.counted_monthly_income,
+        monthly_aid=determination.monthly_amount,
+        standard=parameters["subsistence_allowance.standard"].value,
+        threshold=threshold.value if threshold is not None else Decimal("0.00"),
+    )
+    return [AidGap(category=g.category, monthly_amount=g.monthly_amount, reason=g.reason) for g in found]
+
+
 async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) -> int:
     """Approve every determination whose public notice has ended without an objection. Returns how many."""
     today = clock.today()
@@ -169,10 +200,11 @@ async def close_notices_once(uow: UnitOfWork, clock: Clock, limit: int = 500) ->
         if determination.payment_kind == "monthly":
             household = await _household(uow, determination.case_id)
             determination.review_due = workflow.review_due(determination.region, today, household)
+        uncovered = await _aid_gaps(uow, determination, today)
         context = TraceContext(determination.traceparent or new_traceparent(), str(uuid.uuid4()))
         token = current_trace.set(context)  # the case's trace goes on from the officer's approval
         try:
-            await uow.outbox.add(approved_event(determination), key=determination.case_id)
+            await uow.outbox.add(approved_event(determination, gaps=uncovered), key=determination.case_id)
         finally:
             current_trace.reset(token)
     await audit.record_many(

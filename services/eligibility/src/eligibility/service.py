@@ -10,7 +10,7 @@ from sqlalchemy import select
 from eligibility.models import Determination
 from shared.auth import Principal
 from shared.authz import region_clause
-from shared.contracts.eligibility import DeterminationApproved, Reason
+from shared.contracts.eligibility import AidGap, DeterminationApproved, Reason
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
 
@@ -33,13 +33,16 @@ def common_fields(determination: Determination) -> dict[str, Any]:
     }
 
 
-def approved_event(determination: Determination, advance: bool = False) -> DeterminationApproved:
+def approved_event(
+    determination: Determination, advance: bool = False, gaps: list[AidGap] | None = None
+) -> DeterminationApproved:
     return DeterminationApproved(
         **common_fields(determination),
         payment_kind=determination.payment_kind,  # type: ignore[arg-type]
         payee_account=determination.payee_account,
         advance=advance,
         review_due=determination.review_due,
+        gaps=gaps or [],
     )
 
 

@@ -10,14 +10,14 @@ from referral import charities
 from referral.models import KnownCase, Need
 from shared.auth import Principal
 from shared.authz import region_clause
-from shared.contracts.eligibility import DeterminationDenied
+from shared.contracts.eligibility import DeterminationApproved, DeterminationDenied
 from shared.contracts.intake import ContactConsentWithdrawn
 from shared.contracts.referral import NeedPublished
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 
 # Without categories from eligibility (an event from before they were sent), a denial's need is for basic
-# living. Needs for the gap aid leaves (a large medical bill beyond what was granted) are not built yet.
+# living.
 DEFAULT_CATEGORY = "food"
 
 
@@ -57,6 +57,48 @@ async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) 
             area=denied.region,
             amount=None,
             reason=reason,
+            status="published",
+            created_at=utcnow(),
+            consented=consent,
+        )
+        uow.session.add(need)
+        await uow.outbox.add(
+            NeedPublished(
+                case_id=need.case_id,
+                need_id=need.need_id,
+                category=need.category,
+                area=need.area,
+                amount=need.amount,
+                reason=need.reason,
+                consented=need.consented,
+            ),
+            key=need.case_id,
+        )
+    await uow.session.flush()
+
+
+async def publish_needs_for_gaps(uow: UnitOfWork, approved: DeterminationApproved) -> None:
+    """A need per gap the approved monthly aid leaves (DeterminationApproved.gaps: a large medical bill, say),
+    with the uncovered amount a month and eligibility's words for why, each once per case and category: a
+    category a denial or an earlier approval already published is not published again."""
+    if not approved.gaps:
+        return
+    published = set(
+        (await uow.session.execute(select(Need.category).where(Need.case_id == approved.case_id))).scalars().all()
+    )
+    consent = await consented(uow, approved.case_id)
+    for gap in approved.gaps:
+        if gap.category in published:
+            continue
+        published.add(gap.category)
+        need = Need(
+            need_id=str(uuid.uuid4()),
+            case_id=approved.case_id,
+            determination_id=approved.determination_id,
+            category=gap.category,
+            area=approved.region,
+            amount=gap.monthly_amount,
+            reason=(gap.reason or "aid_gap")[:200],
             status="published",
             created_at=utcnow(),
             consented=consent,

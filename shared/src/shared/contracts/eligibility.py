@@ -116,6 +116,16 @@ class DeterminationObjected(_Determination):
     objections: int = 1
 
 
+class AidGap(BaseModel):
+    """A necessary cost the approved monthly aid leaves uncovered (eligibility's gaps.py): `monthly_amount`
+    short of the standard a month, in a charity category (medical, education, food), and why in words."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    category: str
+    monthly_amount: Money
+    reason: str = ""
+
+
 class DeterminationApproved(_Determination):
     event_type = "eligibility.determination.approved"
 
@@ -126,6 +136,9 @@ class DeterminationApproved(_Determination):
     advance: bool = False
     # Monthly aid is reviewed by this date (yearly; every 6 months with unstable income; S5 第三十一条).
     review_due: date | None = None
+    # What the monthly aid leaves uncovered of the household's necessary costs, for referral to publish as
+    # needs to charities (none when it covers them, and for aid not paid monthly).
+    gaps: list[AidGap] = []
 
 
 class DeterminationDenied(_Determination):
