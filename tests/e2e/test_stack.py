@@ -351,6 +351,30 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         follow(client, case_id, lambda c: c["referrals"][0]["status"] == "delivered")
 
 
+def test_an_approved_household_with_a_large_medical_bill_gets_a_need_for_what_the_aid_leaves(stack: Stack) -> None:
+    """Granted the allowance, the household still pays 1500.00 a month for medicine out of it: the approval
+    says so, referral publishes a medical need for that amount, and it shows on the case view."""
+    body = application()
+    body["household"]["expenditures"] = {"medical_monthly": "1500.00"}
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=body).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake") as client:
+        case = follow(client, case_id, lambda c: c["referrals"])
+        assert case["status"] == "approved"
+        (need,) = case["referrals"]
+        assert (need["kind"], need["category"], need["status"], need["amount"]) == (
+            "charity_need",
+            "medical",
+            "published",
+            "1500.00",
+        )
+        assert "medical costs" in need["reason"]
+    with stack.client("referral", role="charity", region="310000", sub="shanghai-medical-aid-fund") as charity:
+        listed = [n for n in charity.get("/v1/needs").json()["items"] if n["need_id"] == need["referral_id"]]
+        assert [(n["category"], n["amount"]) for n in listed] == [("medical", "1500.00")]
+
+
 def test_a_household_from_elsewhere_is_referred_to_shelter_and_counselling_and_the_outcome_shows(
     stack: Stack,
 ) -> None:
