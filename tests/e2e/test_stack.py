@@ -528,6 +528,61 @@ def test_a_review_that_finds_the_household_over_the_line_stops_its_payments(stac
     assert [p["period"] for p in case["payments"]] == [paid["payments"][0]["period"]]
 
 
+def _month(period: str, plus: int) -> str:
+    year, month = map(int, period.split("-"))
+    index = year * 12 + month - 1 + plus
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _pay_run(stack: Stack, period: str) -> None:
+    run = subprocess.run(
+        [str(DOUDI), "pay-run", "--month", period, "--wait", "20"],
+        env=stack.env,
+        cwd=stack.data_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_spouse_who_finds_work_phases_the_household_out_paid_through_the_last_month_then_nothing(
+    stack: Stack,
+) -> None:
+    """Approved and paid; the household reports that the spouse, who had no income, found work at 9,000 a
+    month: over the line, but for new work. The allowance goes on unchanged for the six-month phase-out
+    (渐退) after the month of the review and stops: the payment run pays its last month, and nothing after."""
+    body = application()
+    with stack.client("intake") as client:
+        case_id = client.post("/v1/applications", json=body).json()["case_id"]
+    decide(stack, case_id)
+    with stack.client("intake", role="advisor") as client:
+        paid = follow(client, case_id, lambda c: c["payments"] and c["payments"][0]["status"] == "settled")
+        amount = paid["determinations"][0]["monthly_amount"]
+        members = [{k: v for k, v in m.items() if k not in ("name", "id_number")} for m in body["household"]["members"]]
+        members[1]["incomes"] = [{"kind": "wage", "monthly": "9000.00"}]
+        review = client.post(
+            f"/v1/cases/{case_id}/reviews", json={"kind": "change_reported", "household": {"members": members}}
+        )
+        assert review.status_code == 200, review.text
+        case = follow(client, case_id, lambda c: c["determinations"][0]["status"] == "stopped")
+    (allowance,) = case["determinations"]
+    last = _month(allowance["decided_on"][:7], 6)  # six months after the month of the review
+    assert allowance["last_period"] == last
+    assert allowance["monthly_amount"] == amount  # unchanged through the phase-out
+    assert allowance["reasons"][-1]["code"] == "phase_out_after_employment"
+    assert case["verification"]["kind"] == "review"
+    first = paid["payments"][0]["period"]
+    for period in (_month(first, 1), last, _month(last, 1)):
+        _pay_run(stack, period)
+    with stack.client("intake") as client:
+        case = follow(client, case_id, lambda c: len(c["payments"]) == 3 and c["payments"][-1]["status"] == "settled")
+        time.sleep(1.0)  # nothing more arrives for the month after the phase-out
+        case = client.get(f"/v1/cases/{case_id}").json()
+    assert [p["period"] for p in case["payments"]] == [first, _month(first, 1), last]
+    assert {p["amount"] for p in case["payments"]} == {amount}
+
+
 def test_a_signal_about_a_person_nobody_knows_becomes_a_visit_for_the_communitys_advisor(stack: Stack) -> None:
     """Policy finds the person: the employment service reports someone out of work; intake knows no household
     for them, eligibility makes a lead, referral gives the visit to the advisor of that community."""

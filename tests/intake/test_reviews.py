@@ -301,3 +301,29 @@ class TestPeopleJoiningAndLeaving:
             stayer = application()
             stayer["household"]["members"][0]["id_number"] = body["household"]["members"][0]["id_number"]
             assert (await client.post("/v1/applications", json=stayer)).status_code == 409  # m1 is still held
+
+
+async def test_a_phase_out_shows_on_the_case_as_stopped_aid_paid_through_its_last_month(
+    services: ServiceFactory,
+) -> None:
+    async with api_client(services, "intake", role="advisor", region="310115") as client:
+        case_id, _ = await approved_case(client)
+        granted = (await client.get(f"/v1/cases/{case_id}")).json()["determinations"][0]
+        phase_out = eligibility.Reason(
+            code="phase_out_after_employment", text="m2 found work …", source="最低生活保障审核确认办法 第三十三条"
+        )
+        stopped = eligibility.DeterminationStopped(
+            case_id=case_id,
+            determination_id=granted["determination_id"],
+            programme="subsistence_allowance",
+            region="310115",
+            decided_on=TODAY,
+            monthly_amount=Decimal("1700.00"),
+            reasons=[phase_out],
+            last_period="2027-05",
+        )
+        await record(client.runtime, stopped)
+        (shown,) = (await client.get(f"/v1/cases/{case_id}")).json()["determinations"]
+        assert (shown["status"], shown["last_period"], shown["monthly_amount"]) == ("stopped", "2027-05", "1700.00")
+        assert shown["reasons"][-1]["code"] == "phase_out_after_employment"
+        assert shown["review_due"] is None

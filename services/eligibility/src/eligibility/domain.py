@@ -66,3 +66,27 @@ def need_categories(household: dict[str, Any], on: date) -> list[str]:
     if emergency.get("kind") in ("fire", "disaster"):
         found.append("housing")
     return [*found, "food"]
+
+
+def wage_of(member: dict[str, Any]) -> Decimal:
+    return sum((Decimal(str(i["monthly"])) for i in member.get("incomes") or [] if i.get("kind") == "wage"), Decimal(0))
+
+
+def new_wage_earners(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Members (by ref) who had no wage in the household as last decided and have one now: people who found
+    work (就业). A person who joined the household with a wage is not among them: they brought it."""
+    earlier = {m["ref"]: m for m in before.get("members") or []}
+    return [
+        m["ref"]
+        for m in after.get("members") or []
+        if m["ref"] in earlier and wage_of(earlier[m["ref"]]) == 0 and wage_of(m) > 0
+    ]
+
+
+def without_wages(household: dict[str, Any], refs: list[str]) -> dict[str, Any]:
+    """The household as it would be had these members not found work: their wages taken out."""
+    members = [
+        {**m, "incomes": [i for i in m.get("incomes") or [] if i.get("kind") != "wage"]} if m["ref"] in refs else m
+        for m in household.get("members") or []
+    ]
+    return {**household, "members": members}

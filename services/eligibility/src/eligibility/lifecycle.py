@@ -4,6 +4,7 @@ events in the consumer's (or the retry loop's) transaction."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -50,6 +51,8 @@ async def withdraw_case(uow: UnitOfWork, withdrawn: ApplicationWithdrawn) -> Non
     reason = Reason(code="withdrawn_by_applicant", text="the household withdrew", source=workflow.WITHDRAWAL_SOURCE)
     for determination in rows:
         step = workflow.on_withdrawal(determination.status, determination.payment_kind)
+        if step is None and _phasing_out(determination, last_period):
+            step = "stopped"  # the household leaves during its phase-out: paid through this month only
         if step is None:
             continue
         determination.status = step
@@ -59,8 +62,19 @@ async def withdraw_case(uow: UnitOfWork, withdrawn: ApplicationWithdrawn) -> Non
         if step == "withdrawn":
             event: Any = DeterminationWithdrawn(**common_fields(determination))
         else:
+            determination.last_period = last_period
             event = DeterminationStopped(**common_fields(determination), last_period=last_period)
         await uow.outbox.add(event, key=determination.case_id)
+
+
+def _phasing_out(determination: Determination, period: str) -> bool:
+    """Stopped, but still paid after `period`: a phase-out after employment that has not run out."""
+    return (
+        determination.status == "stopped"
+        and determination.payment_kind == "monthly"
+        and determination.last_period is not None
+        and determination.last_period > period
+    )
 
 
 async def review_case(
@@ -92,7 +106,7 @@ async def review_case(
     request = {"region": reviewed.region, "as_of": reviewed.reviewed_on.isoformat(), "household": facts}
     answer = evaluate_request(request, with_trace=False)  # a refusal is a poison message: retried, then DLQ
     results = {r["programme"]: r for r in answer["results"]}
-    await _record_verification(uow, reviewed, report, answer["household"])
+    before = await _record_verification(uow, reviewed, report, answer["household"])
     verified = [*_household_changed(reviewed), *_verified_reason(report)]
     rows = (
         (
@@ -109,21 +123,27 @@ async def review_case(
         .scalars()
         .all()
     )
-    last_period = f"{reviewed.reviewed_on.year:04d}-{reviewed.reviewed_on.month:02d}"
     for determination in rows:
         decision = domain.decision_from(results[determination.programme])
         determination.updated_at = utcnow()
         if not decision.eligible or decision.payment_kind != "monthly":
+            phase_out, why = _phase_out(determination, reviewed, before, facts)
+            last_period = phase_out or workflow.period_of(reviewed.reviewed_on)
             stop = Reason(
-                code="no_longer_eligible", text="the review found it no longer qualifies", source=workflow.STOP_SOURCE
+                code="no_longer_eligible",
+                text="the review found it no longer qualifies"
+                + (f": it stops after the phase-out, paid through {phase_out}" if phase_out else ""),
+                source=workflow.STOP_SOURCE,
             )
             determination.status = "stopped"
             determination.decided_on = reviewed.reviewed_on
             determination.review_due = None
+            determination.last_period = last_period
             determination.reasons = [
                 *(r.model_dump() for r in decision.reasons),
                 *verified,
                 stop.model_dump(),
+                *why,
             ]
             await uow.outbox.add(
                 DeterminationStopped(**common_fields(determination), last_period=last_period),
@@ -187,16 +207,71 @@ def _verified_reason(report: verification.Report) -> list[dict[str, Any]]:
     return [Reason(code="verified_differs_from_declared", text=text[:500], source=VERIFIED_SOURCE).model_dump()]
 
 
+def _phase_out(
+    determination: Determination,
+    reviewed: ApplicationReviewed,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """Whether a subsistence allowance the review stops goes on for a phase-out first (渐退), and why.
+
+    It does when the cause is new work: a member who had no wage in the household as last decided has one
+    now, and without the new wages the household would still qualify (S5 第三十三条: 就业后家庭人均收入超过
+    当地最低生活保障标准). The aid then continues unchanged through the phase-out's last month (the
+    region's `case_management.phase_out_months` after the month of the review) and stops. Where the region
+    grants it only to a household that reported the work itself (Shanghai, S1 第二十七条第二款: 主动申报),
+    a review of kind `change_reported` must have declared every new wage; otherwise the aid stops at once
+    and the reasons say why. Returns (the last period paid, or None to stop at once; reasons to add)."""
+    if determination.programme != "subsistence_allowance" or before is None:
+        return None, []
+    earners = domain.new_wage_earners(before, after)
+    rule = workflow.phase_out(determination.region, reviewed.reviewed_on)
+    if not earners or rule is None:
+        return None, []
+    request = {
+        "region": determination.region,
+        "as_of": reviewed.reviewed_on.isoformat(),
+        "household": domain.without_wages(after, earners),
+    }
+    without = next(
+        r for r in evaluate_request(request, with_trace=False)["results"] if r["programme"] == determination.programme
+    )
+    if not without["eligible"]:
+        return None, []  # over the line even without the new work: not a phase-out case
+    who = ", ".join(earners)
+    wages = sum((domain.wage_of(m) for m in after["members"] if m["ref"] in earners), Decimal(0))
+    declared = {m.ref: m for m in reviewed.household.members}
+    reported = reviewed.kind == "change_reported" and all(
+        domain.wage_of(declared[ref].model_dump(mode="json")) > 0 for ref in earners if ref in declared
+    )
+    if rule.requires_report and not reported:
+        text = (
+            f"{who} found work ({wages:.2f} a month in wages), but the household did not report it itself: "
+            "the phase-out is for a household that does, so the aid stops at once"
+        )
+        return None, [Reason(code="phase_out_not_reported", text=text, source=rule.report_reference).model_dump()]
+    last = workflow.periods_after(reviewed.reviewed_on, rule.months)
+    text = (
+        f"{who} found work ({wages:.2f} a month in wages the household did not have before), which takes its "
+        f"income over the standard: the aid goes on unchanged through {last} ({rule.months} months' "
+        "phase-out, 渐退期) and then stops"
+    )
+    source = f"{workflow.PHASE_OUT_SOURCE}; the period: {rule.months_reference}"
+    return last, [Reason(code="phase_out_after_employment", text=text, source=source).model_dump()]
+
+
 async def _record_verification(
     uow: UnitOfWork, reviewed: ApplicationReviewed, report: verification.Report, figures: dict[str, Any]
-) -> None:
+) -> dict[str, Any] | None:
     """The case's verified household becomes the review's (what the next review, a recompute or a sweep
-    start from), and the review's means test goes on the case like the application's did."""
+    start from), and the review's means test goes on the case like the application's did. Returns the
+    verified household as it was before (what the aid was last decided on), if there was one."""
     record = (
         await uow.session.execute(
             select(Verification).where(Verification.case_id == reviewed.case_id).with_for_update()
         )
     ).scalar_one_or_none()
+    before = copy.deepcopy(record.household) if record is not None else None
     if record is None:
         record = Verification(verification_id=str(uuid.uuid4()), case_id=reviewed.case_id, region=reviewed.region)
         uow.session.add(record)
@@ -224,3 +299,4 @@ async def _record_verification(
         ),
         key=reviewed.case_id,
     )
+    return before

@@ -80,6 +80,9 @@ class Determination(Base):
     notice_ends_on: Mapped[date | None] = mapped_column(index=True)
     notice_due: Mapped[date | None]
     review_due: Mapped[date | None] = mapped_column(index=True)
+    # A stopped monthly determination is paid through this month (YYYY-MM): the month of the stop, or the
+    # last month of a phase-out after employment (lifecycle.py), which may lie months ahead.
+    last_period: Mapped[str | None] = mapped_column(String(7))
     # What residents said during public notice: [{"at", "by", "text"}]. Never published in events.
     objections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

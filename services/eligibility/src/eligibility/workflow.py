@@ -14,6 +14,7 @@ Pure functions of the determination's state, the parameters in force and the wor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -81,6 +82,49 @@ def review_due(region: str, from_day: date, household: dict[str, Any]) -> date:
     else:
         months = _figure(region, from_day, "review_months", 12)
     return add_months(from_day, months)
+
+
+PHASE_OUT_SOURCE = (
+    "最低生活保障审核确认办法 第三十三条: 对就业后家庭人均收入超过当地最低生活保障标准的……可以给予一定时间的渐退期; "
+    "民政部 关于进一步做好最低生活保障等社会救助兜底工作的通知 (S10): 原则上不超过6个月的渐退期"
+)
+
+
+@dataclass(frozen=True)
+class PhaseOut:
+    """The region's phase-out after employment (渐退), as its parameters give it on a date."""
+
+    months: int
+    requires_report: bool
+    months_reference: str
+    report_reference: str
+
+
+def phase_out(region: str, on: date) -> PhaseOut | None:
+    """The phase-out in force in `region` on `on`, or None where there is none (0 months, or no value)."""
+    try:
+        resolved = catalogue().resolve(region, on)
+    except ParameterError:
+        return None
+    months = resolved.get("case_management.phase_out_months")
+    if months is None or int(months.value) <= 0:
+        return None
+    report = resolved.get("case_management.phase_out_requires_report")
+    return PhaseOut(
+        months=int(months.value),
+        requires_report=bool(report.value) if report is not None else False,
+        months_reference=months.reference,
+        report_reference=report.reference if report is not None else "",
+    )
+
+
+def period_of(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def periods_after(day: date, months: int) -> str:
+    """The month `months` months after the month of `day` (YYYY-MM): a phase-out's last month."""
+    return period_of(add_months(day.replace(day=1), months))
 
 
 def month_after(day: date) -> str:

@@ -108,6 +108,8 @@ class CaseDetermination(Base):
     notice_ends_on: Mapped[date | None]
     notice_due: Mapped[date | None]
     review_due: Mapped[date | None]
+    # Stopped monthly aid is paid through this month (YYYY-MM): the stop's month, or a phase-out's last.
+    last_period: Mapped[str | None] = mapped_column(String(7))
 
 
 class CasePayment(Base):

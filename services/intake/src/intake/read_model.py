@@ -161,6 +161,7 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
                     row.review_due = event.review_due
                 elif isinstance(event, DeterminationStopped):
                     row.review_due = None
+                    row.last_period = event.last_period
         case (
             PaymentInstructed()
             | PaymentSettled()

@@ -158,7 +158,9 @@ class DeterminationWithdrawn(_Determination):
 
 
 class DeterminationStopped(_Determination):
-    """An approved monthly determination ends: nothing is paid for periods after `last_period` (YYYY-MM)."""
+    """An approved monthly determination ends: nothing is paid for periods after `last_period` (YYYY-MM).
+    Usually the month of the decision; after a member found work, the last month of the phase-out (渐退期),
+    months ahead: the aid is paid, unchanged, until then (the reasons say so)."""
 
     event_type = "eligibility.determination.stopped"
 

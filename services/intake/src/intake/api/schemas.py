@@ -137,6 +137,9 @@ class DeterminationRead(BaseModel):
     overdue: bool = False
     # Approved monthly aid: the next review is due by this date.
     review_due: date | None = None
+    # Stopped monthly aid: paid through this month (YYYY-MM), then no more; months ahead during a phase-out
+    # after employment (the reasons say so).
+    last_period: str | None = None
 
 
 class PaymentRead(BaseModel):
