@@ -38,3 +38,24 @@ async def test_a_flood_from_one_client_is_429_and_others_go_on(services: Service
             await client.get("/v1/parameters", params={"region": "310115", "as_of": "2024-01-01"}, headers=other)
         ).status_code == 200
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_with_the_database_store_two_api_processes_share_one_bucket_per_client(
+    services: ServiceFactory,
+) -> None:
+    """Two API processes of one service (two apps on one database): a client's burst of 4 is spent across
+    both, the fifth request is refused by either; another client is untouched."""
+    limits = {"rate_limit_per_minute": 1, "rate_limit_burst": 4, "rate_limit_store": "database"}
+    async with (
+        api_client(services, "eligibility", **limits) as first,
+        api_client(services, "eligibility", **limits) as second,
+    ):
+        statuses = [(await (first, second)[i % 2].get("/v1/determinations")).status_code for i in range(6)]
+        assert statuses == [200, 200, 200, 200, 429, 429]
+        refused = await second.get("/v1/determinations")
+        assert int(refused.headers["retry-after"]) >= 1
+        other = await first.get(
+            "/v1/determinations",
+            headers={"Authorization": "Bearer " + token(services.data_dir, "officer", subject="someone-else")},
+        )
+        assert other.status_code == 200

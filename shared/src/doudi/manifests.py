@@ -203,6 +203,9 @@ def kustomization(files: list[str]) -> dict[str, Any]:
                     "SANDBOX_BANK_HOST=0.0.0.0",
                     "DISBURSEMENT_BANK_URL=http://sandbox-bank:8005",
                     "DISBURSEMENT_CALLBACK_URL=http://disbursement:8003/v1/bank/callbacks",
+                    "DISBURSEMENT_BATCH_CALLBACK_URL=http://disbursement:8003/v1/bank/batch-callbacks",
+                    # Several API replicas: a client's rate limit is kept in the service's database.
+                    "DOUDI_RATE_LIMIT_STORE=database",
                 ],
             }
         ],

@@ -1,7 +1,9 @@
 """Abuse limits: request body size and a request rate per client, answered as problem+json (413, 429).
 
-The rate limit is a token bucket per client (the token's subject, else the peer address) held in the process;
-with several replicas each keeps its own, so a cluster-wide limit belongs at the gateway or in a shared store.
+The rate limit is a token bucket per client (the token's subject, else the peer address). Its buckets live in
+the process (`ProcessBuckets`: one process, as `make up` runs) or in the service's database
+(`DatabaseBuckets`, `DOUDI_RATE_LIMIT_STORE=database`: every API replica takes from the same bucket, so the
+limit holds across a cluster).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,16 +75,78 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-class RateLimit:
-    """A token bucket per client: `per_minute` requests a minute, bursts up to `burst`."""
+class ProcessBuckets:
+    """Buckets held in this process, least recently used dropped beyond `max_clients`."""
 
-    def __init__(self, app: ASGIApp, per_minute: int, burst: int, exempt: frozenset[str], max_clients: int = 100_000):
-        self.app = app
+    def __init__(self, per_minute: int, burst: int, max_clients: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst)
-        self.exempt = exempt
         self.max_clients = max_clients
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    async def take(self, key: str) -> float | None:
+        """Take a token for `key`: None when granted, else the seconds until one is there."""
+        now = time.monotonic()
+        tokens, last = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        granted = tokens >= 1
+        self.buckets[key] = (tokens - 1 if granted else tokens, now)
+        if len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+        return None if granted else (1 - tokens) / self.rate
+
+
+class DatabaseBuckets:
+    """Buckets in a table of the service's database, one row per client, read and written under a row lock in
+    a short transaction of their own: every API process of the service shares them. If the database cannot be
+    reached the request is let through (it will meet the same database and answer 503 itself)."""
+
+    def __init__(self, engine: Callable[[], Any], table: Any, per_minute: int, burst: int) -> None:
+        self.engine = engine  # the runtime's engine, once the application has started
+        self.table = table
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+
+    async def take(self, key: str) -> float | None:
+        from sqlalchemy import select
+        from sqlalchemy.dialects import postgresql, sqlite
+        from sqlalchemy.exc import SQLAlchemyError
+
+        t = self.table
+        now = time.time()
+        try:
+            async with self.engine().begin() as conn:
+                row = (
+                    await conn.execute(select(t.c.tokens, t.c.updated_at).where(t.c.client == key).with_for_update())
+                ).first()
+                tokens = (
+                    self.burst
+                    if row is None
+                    else min(self.burst, row.tokens + max(0.0, now - row.updated_at) * self.rate)
+                )
+                granted = tokens >= 1
+                left = tokens - 1 if granted else tokens
+                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                await conn.execute(
+                    insert(t)
+                    .values(client=key, tokens=left, updated_at=now)
+                    .on_conflict_do_update(index_elements=[t.c.client], set_={"tokens": left, "updated_at": now})
+                )
+        except (SQLAlchemyError, OSError):
+            return None
+        return None if granted else (1 - tokens) / self.rate
+
+
+class RateLimit:
+    """A token bucket per client: `per_minute` requests a minute, bursts up to `burst`; the buckets are held
+    by `store` (a ProcessBuckets unless told otherwise)."""
+
+    def __init__(
+        self, app: ASGIApp, per_minute: int, burst: int, exempt: frozenset[str], store: Any | None = None
+    ) -> None:
+        self.app = app
+        self.exempt = exempt
+        self.store = store if store is not None else ProcessBuckets(per_minute, burst)
 
     def _client(self, scope: Scope) -> str:
         state: Any = scope.get("state") or {}
@@ -95,13 +160,9 @@ class RateLimit:
         if scope["type"] != "http" or scope["path"] in self.exempt or scope["path"].startswith("/metrics"):
             await self.app(scope, receive, send)
             return
-        key = self._client(scope)
-        now = time.monotonic()
-        tokens, last = self.buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self.buckets[key] = (tokens, now)
-            retry = max(1, int((1 - tokens) / self.rate) + 1)
+        wait = await self.store.take(self._client(scope))
+        if wait is not None:
+            retry = max(1, int(wait) + 1)
             await _problem(
                 send,
                 429,
@@ -110,7 +171,4 @@ class RateLimit:
                 [(b"retry-after", str(retry).encode())],
             )
             return
-        self.buckets[key] = (tokens - 1, now)
-        if len(self.buckets) > self.max_clients:
-            self.buckets.popitem(last=False)
         await self.app(scope, receive, send)

@@ -35,7 +35,7 @@ from shared.clock import Clock
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
 from shared.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
-from shared.limits import BodySizeLimit, RateLimit
+from shared.limits import BodySizeLimit, DatabaseBuckets, RateLimit
 from shared.logging import configure_logging, get_logger
 from shared.messaging.consumer import ConsumerRunner, Handler
 from shared.messaging.context import TraceContext, current_trace
@@ -227,6 +227,14 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
         per_minute=settings.rate_limit_per_minute,
         burst=settings.rate_limit_burst,
         exempt=frozenset({"/healthz", "/readyz"}),
+        store=DatabaseBuckets(
+            lambda: app.state.runtime.engine,
+            spec.tables.rate_limits,
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+        )
+        if settings.rate_limit_store == "database"
+        else None,
     )
 
     @app.middleware("http")

@@ -55,6 +55,9 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = common("MAX_BODY_BYTES", default=1_048_576, ge=1024)
     rate_limit_per_minute: int = common("RATE_LIMIT_PER_MINUTE", default=6000, ge=1)
     rate_limit_burst: int = common("RATE_LIMIT_BURST", default=600, ge=1)
+    # Where the buckets live: in each process (one process, or limits per replica), or in the service's
+    # database, shared by all its API replicas (production).
+    rate_limit_store: Literal["process", "database"] = common("RATE_LIMIT_STORE", default="process")
 
     # The service's own database and port.
     database_url: str = ""

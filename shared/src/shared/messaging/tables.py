@@ -1,4 +1,4 @@
-"""The outbox, inbox, idempotency and audit tables, added to each service's own metadata.
+"""The outbox, inbox, idempotency, audit and rate-limit tables, added to each service's own metadata.
 
 They are SQLAlchemy Core tables (not ORM classes) because the relay and the consumer runner work on them in
 bulk, and because every service declares them identically: `messaging_tables(Base.metadata)`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db.base import UtcDateTime
@@ -24,6 +24,7 @@ class MessagingTables:
     inbox: Table
     idempotency: Table
     audit: Table
+    rate_limits: Table
 
 
 def messaging_tables(metadata: MetaData) -> MessagingTables:
@@ -71,6 +72,17 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("response", Json, nullable=False),
         Column("created_at", UtcDateTime(), nullable=False),
     )
+    # Token buckets shared by every API process of the service (DOUDI_RATE_LIMIT_STORE=database): a client's
+    # limit holds across replicas. `updated_at` is epoch seconds.
+    rate_limits = Table(
+        "rate_limits",
+        metadata,
+        Column("client", String(200), primary_key=True),
+        Column("tokens", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    )
     from shared.audit import audit_table
 
-    return MessagingTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit_table(metadata))
+    return MessagingTables(
+        outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit_table(metadata), rate_limits=rate_limits
+    )
