@@ -33,14 +33,14 @@ databases, the broker and the sandbox bank:
    busy) means "try again later" and is counted apart, as is a refused connection while an API is down.
 
 The broker's loss: the embedded broker keeps its log in memory, so every record in flight and every committed
-offset is lost. It is started again on the same port with its topics, `doudi outbox republish --since <a
-minute before the loss>` makes every service's relay send again what it published in that minute, in order
-and with the original event ids, and `doudi redrive --stuck --quiet-minutes 0` re-drives every case intake's
-read model shows without progress (all the events of each, from every outbox); consumers' inboxes drop what
-they had already applied. The workers are stopped while the broker is down and started after the re-send:
-their consumers' positions point into the lost log, and a consumer that kept them could skip the start of the
-new one (an earlier version of this run, which left the workers running, ended with 151 events one service
-never applied; this is the likely cause).
+offset is lost. It is started again on the same port with its topics; `doudi outbox republish --since <a
+minute before the loss, or before the database's stop if that was earlier>` makes every service's relay send
+again what it published since, in order and with the original event ids, and `doudi redrive --stuck
+--quiet-minutes 0` re-drives every case intake's read model shows without progress (all the events of each,
+from every outbox); consumers' inboxes drop what they had already applied. The workers are stopped while the
+broker is down and started after the re-send: their consumers' positions point into the lost log, and a
+consumer that kept them could skip the start of the new one (an earlier version of this run, which left the
+workers running, ended with 151 events one service never applied; this is the likely cause).
 
 The machine's shared PostgreSQL server is never touched: the PostgreSQL mode makes its own cluster in a
 temporary folder, on a free port, and stops and deletes it afterwards, even when the run fails.
@@ -446,6 +446,8 @@ class Faults:
     injected: Counter[str] = field(default_factory=Counter)
     replayed: list[str] = field(default_factory=list)
     redriven: dict[str, Any] = field(default_factory=dict)
+    republish_since: datetime | None = None
+    broker_lost_at: datetime | None = None
     outage: Outage | None = None
 
     def killed(self, name: str) -> None:
@@ -481,6 +483,7 @@ async def lose_the_broker(stack: ChaosStack, faults: Faults, margin: float) -> N
     assert stack.broker.process is not None
     stack.maintenance = True  # no other kill meanwhile
     lost_at = datetime.now(UTC)
+    faults.broker_lost_at = lost_at
     stack.broker.process.send_signal(signal.SIGKILL)
     stack.broker.process.wait()
     stack.broker.process = None
@@ -500,9 +503,14 @@ async def lose_the_broker(stack: ChaosStack, faults: Faults, margin: float) -> N
             await asyncio.sleep(0.2)
     await create_topics(stack.bootstrap)
     since = lost_at.timestamp() - margin
+    if faults.outage is not None and faults.outage.down_at:
+        # The operations guide's rule: before the loss, less the longest consumer lag. After the database's
+        # stop the consumers were backing off and then catching up, so their lag may reach back to its start.
+        since = min(since, time.time() - (time.monotonic() - faults.outage.down_at) - 10)
+    faults.republish_since = datetime.fromtimestamp(since, UTC)
     republished = await asyncio.to_thread(
         subprocess.run,
-        [str(BIN / "doudi"), "outbox", "republish", "--since", datetime.fromtimestamp(since, UTC).isoformat()],
+        [str(BIN / "doudi"), "outbox", "republish", "--since", faults.republish_since.isoformat()],
         env=stack.env,
         capture_output=True,
         text=True,
@@ -791,7 +799,8 @@ async def check(stack: ChaosStack, load: Load) -> tuple[list[Check], list[dict[s
             "no event lost",
             unpublished == 0 and not missing,
             f"{published} events published, {unpublished} outbox rows unpublished; consumed-or-dead-lettered "
-            f"gaps: {len(missing)}{' e.g. ' + missing[0] if missing else ''}; {len(letters)} records in DLQs",
+            f"gaps: {len(missing)}{' e.g. ' + '; '.join(missing[:3]) if missing else ''}; "
+            f"{len(letters)} records in DLQs",
         )
     )
     unavailable = sum(load.unavailable.values())
@@ -833,7 +842,9 @@ async def event_gaps(stack: ChaosStack) -> tuple[int, list[str], int, list[dict[
             published += 1
             for consumer, types in consumers.items():
                 if event_type in types and event_id not in inboxes[consumer] and (consumer, event_id) not in lettered:
-                    missing.append(f"{consumer} never applied {event_type} {event_id}")
+                    missing.append(
+                        f"{consumer} never applied {event_type} {event_id} (published {published_at:%H:%M:%S})"
+                    )
     return unpublished, missing, published, letters
 
 
@@ -855,12 +866,20 @@ def cause(entry: dict[str, Any]) -> str:
     return str(entry.get("error", ""))[:300]
 
 
-def log_events(stack: ChaosStack) -> tuple[dict[str, Counter[str]], dict[str, str], Counter[str]]:
+@dataclass
+class LogSummary:
+    counts: dict[str, Counter[str]] = field(default_factory=dict)  # process → warning/error event → count
+    first: dict[str, str] = field(default_factory=dict)  # notable event → its first line
+    unhandled: Counter[str] = field(default_factory=Counter)  # the causes of 500s, by process and path
+    lettered: Counter[str] = field(default_factory=Counter)  # what the workers dead-lettered, and why
+
+
+def log_events(stack: ChaosStack) -> LogSummary:
     """Warnings and errors in each process's log, counted by event; the first line of each notable event;
-    the causes of the API's 500s (`unhandled_error`), by process."""
-    counts: dict[str, Counter[str]] = {}
-    first: dict[str, str] = {}
-    unhandled: Counter[str] = Counter()
+    the causes of the API's 500s (`unhandled_error`); what each worker dead-lettered and why (the broker's
+    loss erases the dead-letter records written before it, the logs keep them)."""
+    summary = LogSummary()
+    counts, first, unhandled = summary.counts, summary.first, summary.unhandled
     for path in sorted(stack.logs.glob("*-*.log")):
         name = path.stem.replace("-", " ")
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -874,13 +893,16 @@ def log_events(stack: ChaosStack) -> tuple[dict[str, Counter[str]], dict[str, st
             counts.setdefault(name, Counter())[event] += 1
             if event == "unhandled_error":
                 unhandled[f"{name} {entry.get('path', '')}: {cause(entry)}"] += 1
+            if event == "event_dead_lettered":
+                reason = str(entry.get("error", "")).strip().splitlines()[0][:160] if entry.get("error") else "?"
+                summary.lettered[f"{name}, from {entry.get('topic')}: {reason}"] += 1
             if event in NOTABLE and event not in first:
                 keep = ("timestamp", "task", "path", "topic", "error", "event_id")
                 shown = {k: str(entry[k])[:200] for k in keep if k in entry}
                 if "exception" in entry:
                     shown["raised"] = cause(entry)
                 first[event] = f"{name}: {event} " + json.dumps(shown, ensure_ascii=False)
-    return counts, first, unhandled
+    return summary
 
 
 def crashed_tasks(stack: ChaosStack) -> list[str]:
@@ -980,15 +1002,19 @@ class ModeResult:
     ok: bool
 
 
-def outage_check(outage: Outage, recovery: float, crashed: list[str]) -> Check:
+def outage_check(outage: Outage, recovery: float, crashed: list[str], lettered: Counter[str]) -> Check:
+    # The consumer's contract: a database error is never the record's fault, so never dead-letters it.
+    wrongly = {what: n for what, n in lettered.items() if "sqlalchemy" in what or "asyncpg" in what}
     return Check(
-        f"every process ready again by itself after the database returned (within {recovery:g} s), and no "
-        "background task died meanwhile",
-        not outage.not_ready and bool(outage.ready_after) and not crashed,
+        f"the stack recovered by itself: every process ready again after the database returned (within "
+        f"{recovery:g} s), no background task died, no event dead-lettered for a database error",
+        not outage.not_ready and bool(outage.ready_after) and not crashed and not wrongly,
         f"{len(outage.ready_after)} of 12 ready; the last after {max(outage.ready_after.values(), default=0):.1f} s"
         + ("; not ready: " + "; ".join(f"{n}: {w}" for n, w in outage.not_ready.items()) if outage.not_ready else "")
         + f"; background tasks that died while their process ran on: {len(crashed)}"
-        + (" (" + "; ".join(crashed) + ")" if crashed else ""),
+        + (" (" + "; ".join(crashed) + ")" if crashed else "")
+        + f"; events dead-lettered for a database error: {sum(wrongly.values())}"
+        + (" (" + "; ".join(f"{n} × {what}" for what, n in wrongly.items()) + ")" if wrongly else ""),
     )
 
 
@@ -1006,7 +1032,7 @@ def report(
     checks: list[Check],
     letters: list[dict[str, str]],
     quiet: bool,
-    logs: tuple[dict[str, Counter[str]], dict[str, str], Counter[str]],
+    logs: LogSummary,
 ) -> str:
     postgres = mode == "postgres"
     title = (
@@ -1046,8 +1072,9 @@ def report(
         sent = ", ".join(f"{svc} {n}" for svc, n in faults.redriven.get("sent", {}).items())
         lines += [
             "- the broker killed with SIGKILL and restarted empty, the workers stopped until the outboxes had sent "
-            "again; `doudi outbox republish --since <60 s before the loss>` marked for sending again: "
-            + ", ".join(faults.replayed),
+            f"again; `doudi outbox republish --since {faults.republish_since:%H:%M:%S}` (the broker lost at "
+            f"{faults.broker_lost_at:%H:%M:%S} UTC; 60 s before, or 10 s before the database's stop if earlier) "
+            "marked for sending again: " + ", ".join(faults.replayed),
             f"- then `doudi redrive --stuck --quiet-minutes 0` re-drove {faults.redriven.get('cases', 0)} cases "
             f"({why or 'none'}); events marked for sending again: {sent or 'none'}",
         ]
@@ -1095,7 +1122,9 @@ def report(
     reasons = Counter(f"{d['topic']} ({d['consumer']}): {d['error']}" for d in letters)
     lines += ["", "### Dead letters, with their reasons", ""]
     lines += [f"- {n} × {reason}" for reason, n in reasons.most_common()] or ["- none"]
-    counts, first, unhandled = logs
+    counts, first, unhandled = logs.counts, logs.first, logs.unhandled
+    lines += ["", "### Dead-lettered, from the workers' logs (kept there even when the broker's loss erased them)", ""]
+    lines += [f"- {n} × {what}" for what, n in logs.lettered.most_common()] or ["- none"]
     lines += ["", "### What the 500s were, from the services' logs", ""]
     lines += [f"- {n} × {what}" for what, n in unhandled.most_common()] or ["- none"]
     lines += ["", "### Warnings and errors in the services' logs, by process", ""]
@@ -1129,7 +1158,8 @@ def run_mode(mode: str, args: argparse.Namespace, bin_dir: Path | None) -> ModeR
             quiet = asyncio.run(settled(stack, args.settle_seconds))
             checks, letters = asyncio.run(check(stack, load))
             if faults.outage is not None:  # read before the stack stops: a crash while stopping is not counted
-                checks.append(outage_check(faults.outage, args.recovery_seconds, crashed_tasks(stack)))
+                lettered = log_events(stack).lettered
+                checks.append(outage_check(faults.outage, args.recovery_seconds, crashed_tasks(stack), lettered))
         finally:
             stack.stop()
         logs = log_events(stack)
