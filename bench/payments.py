@@ -155,9 +155,7 @@ async def settled(url: str) -> tuple[int, int, int]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            by_status = dict(
-                (await conn.execute(select(Payment.status, func.count()).group_by(Payment.status))).all()
-            )
+            by_status = dict((await conn.execute(select(Payment.status, func.count()).group_by(Payment.status))).all())
             txns = (
                 await conn.execute(
                     select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "settlement")
