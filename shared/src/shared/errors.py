@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db.unavailable import database_unavailable
 from shared.logging import get_logger
 from shared.messaging.context import trace
 
@@ -98,7 +99,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sa_exc.DBAPIError)
     async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated:  # the connection died under the statement (a database restart)
+        if database_unavailable(exc):  # a restart under the statement, a server shutting down
             return await _database_away(request, exc)
         return await _unexpected(request, exc)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -84,6 +85,7 @@ class Runtime:
         # The time decisions are made at (a test offset outside production: shared.clock).
         self.clock = Clock.for_data_dir(settings.data_dir, production=settings.env == "production")
         self._tasks: list[asyncio.Task[None]] = []
+        self.crashes: dict[str, int] = {}  # background loop → how many times it crashed and was restarted
         self._stop = asyncio.Event()
 
     def uow(self) -> UnitOfWork:
@@ -107,7 +109,8 @@ class Runtime:
                 prune_after_days=self.settings.relay_prune_after_days,
             )
             self.wakers.append(self.relay.wake)
-            self._spawn(self.relay.run(self._stop), "relay")
+            relay = self.relay
+            self._spawn(lambda: relay.run(self._stop), "relay")
         if "worker" in roles:
             assert self.producer is not None
             handlers = self.spec.handlers(self.settings)
@@ -125,19 +128,29 @@ class Runtime:
                     backoff_seconds=self.settings.consumer_backoff_seconds,
                     stall_seconds=self.settings.consumer_stall_seconds,
                 )
-                self._spawn(self.runner.run(self._stop), "consumer")
+                runner = self.runner
+                self._spawn(lambda: runner.run(self._stop), "consumer")
             for loop in self.spec.background:
-                self._spawn(loop(self, self._stop), getattr(loop, "__name__", "background"))
+                self._spawn(functools.partial(loop, self, self._stop), getattr(loop, "__name__", "background"))
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, start: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run a background loop until stop; one that crashes is logged and started again after a backoff
+        (a loop that dies leaves a process that looks alive and does nothing)."""
+
         async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background_task_crashed", task=name)
-                raise
+            crashes = 0
+            while not self._stop.is_set():
+                try:
+                    await start()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    crashes += 1
+                    self.crashes[name] = crashes
+                    log.exception("background_task_crashed", task=name, crashes=crashes)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), min(30.0, 0.5 * 2**crashes))
 
         self._tasks.append(asyncio.create_task(guarded(), name=f"{self.spec.name}-{name}"))
 

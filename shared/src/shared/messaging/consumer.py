@@ -34,6 +34,7 @@ from sqlalchemy import exc as sa_exc
 from shared import audit, tracing
 from shared.contracts.base import Event
 from shared.contracts.registry import EVENT_TYPES
+from shared.db.unavailable import database_unavailable
 from shared.db.uow import UnitOfWork
 from shared.logging import get_logger
 from shared.messaging.context import TraceContext, current_trace
@@ -251,6 +252,8 @@ class ConsumerRunner:
             except INFRASTRUCTURE_ERRORS:
                 raise
             except Exception as exc:
+                if database_unavailable(exc):  # e.g. "the database system is shutting down": not the event's fault
+                    raise
                 log.warning(
                     "event_failed",
                     event_id=delivery.envelope.id if delivery.envelope else None,

@@ -27,6 +27,7 @@ from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_ERR
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 3600.0
+LEADERSHIP_CHECK_SECONDS = 5.0
 
 
 class OutboxRelay:
@@ -58,30 +59,56 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self._leadership(stop) as leader:
-            if not leader:
-                return
-            failures = 0
-            last_prune = 0.0
-            loop = asyncio.get_running_loop()
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    sent, full = await self.publish_batch()
-                    failures = 0 if sent >= 0 else failures + 1
-                except Exception as exc:  # the database may be briefly unreachable: keep going
-                    failures += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.error("relay_batch_failed", error=self.last_error)
-                    full = False
-                if failures:
-                    await _sleep_or_stop(stop, min(MAX_BACKOFF_SECONDS, 0.1 * 2**failures))
-                    continue
-                if loop.time() - last_prune > PRUNE_EVERY_SECONDS:
-                    await self.prune()
-                    last_prune = loop.time()
-                if not full:
-                    await _wait_any(stop, self._wake, self._idle_seconds)
+        """Publish until `stop`. Leadership (PostgreSQL's advisory lock) is taken again whenever it is lost: a
+        database that restarts ends the session that held the lock, and a database that is away when the relay
+        starts must not end the relay."""
+        attempts = 0
+        while not stop.is_set():
+            try:
+                async with self._leadership(stop) as leadership:
+                    if not leadership.leading:
+                        return
+                    attempts = 0
+                    await self._lead(stop, leadership)
+            except Exception as exc:  # the database went away under the lock, or was away when we asked
+                attempts += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("relay_leadership_lost", error=self.last_error, attempt=attempts)
+                await _sleep_or_stop(stop, min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempts))
+
+    async def _lead(self, stop: asyncio.Event, leadership: _Leadership) -> None:
+        failures = 0
+        last_prune = 0.0
+        loop = asyncio.get_running_loop()
+        last_check = loop.time()
+        while not stop.is_set():
+            self._wake.clear()
+            if loop.time() - last_check > LEADERSHIP_CHECK_SECONDS:
+                # A database restart ends the session that held the lock while the pool's other connections
+                # come back: publishing would go on without the lock, beside a relay that took it meanwhile.
+                last_check = loop.time()
+                if not await leadership.alive():
+                    raise LeadershipLost("the session holding the relay's lock is gone")
+            try:
+                sent, full = await self.publish_batch()
+                failures = 0 if sent >= 0 else failures + 1
+                if sent >= 0:
+                    self.last_error = None  # the database and the broker answer: ready again
+            except Exception as exc:  # the database may be briefly unreachable: keep going
+                failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("relay_batch_failed", error=self.last_error)
+                full = False
+                if not await leadership.alive():
+                    raise LeadershipLost("the connection holding the relay's lock is gone") from exc
+            if failures:
+                await _sleep_or_stop(stop, min(MAX_BACKOFF_SECONDS, 0.1 * 2**failures))
+                continue
+            if loop.time() - last_prune > PRUNE_EVERY_SECONDS:
+                await self.prune()
+                last_prune = loop.time()
+            if not full:
+                await _wait_any(stop, self._wake, self._idle_seconds)
 
     async def publish_batch(self) -> tuple[int, bool]:
         """Publish up to one batch. Returns (rows published or -1 on a send failure, whether the batch was full)."""
@@ -164,28 +191,60 @@ class _Leadership:
         self._key = zlib.crc32(f"doudi-relay-{service}".encode())
         self._stop = stop
         self._conn: AsyncConnection | None = None
+        self._leading = False
 
-    async def __aenter__(self) -> bool:
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    async def __aenter__(self) -> _Leadership:
+        self._leading = False
         if self._engine.dialect.name != "postgresql":
-            return True
+            self._leading = True
+            return self
         while not self._stop.is_set():
             conn = await self._engine.connect()
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})).scalar_one()
+            try:
+                got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})).scalar_one()
+            except BaseException:
+                await _close_quietly(conn)
+                raise
             if got:
                 await conn.commit()
                 self._conn = conn
-                return True
+                self._leading = True
+                return self
             await conn.close()
             log.info("relay_standby", reason="another relay holds the lock")
             await _sleep_or_stop(self._stop, 5.0)
-        return False
+        return self
+
+    async def alive(self) -> bool:
+        """Is the session holding the lock still there? (Always, where there is no lock.)"""
+        if self._conn is None:
+            return True
+        try:
+            await self._conn.execute(text("SELECT 1"))
+            await self._conn.commit()
+        except Exception:
+            return False
+        return True
 
     async def __aexit__(self, *exc: object) -> None:
         if self._conn is not None:
-            try:
-                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-            finally:
-                await self._conn.close()
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # a dead session released its lock with it
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            await _close_quietly(conn)
+
+
+class LeadershipLost(RuntimeError):
+    pass
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
