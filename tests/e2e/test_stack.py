@@ -348,7 +348,8 @@ def test_a_denied_household_is_referred(stack: Stack) -> None:
         delivered = client.post(f"/v1/needs/{need['need_id']}/delivery", json={"amount": "300.00", "note": "米面油"})
         assert delivered.status_code == 200, delivered.text
     with stack.client("intake") as client:
-        follow(client, case_id, lambda c: c["referrals"][0]["status"] == "delivered")
+        case = follow(client, case_id, lambda c: c["referrals"][0]["status"] == "delivered")
+        assert case["referrals"][0]["outcome"] == "米面油"  # the charity's feedback, on the case
 
 
 def test_an_approved_household_with_a_large_medical_bill_gets_a_need_for_what_the_aid_leaves(stack: Stack) -> None:
@@ -583,34 +584,59 @@ def test_a_spouse_who_finds_work_phases_the_household_out_paid_through_the_last_
     assert {p["amount"] for p in case["payments"]} == {amount}
 
 
-def test_a_signal_about_a_person_nobody_knows_becomes_a_visit_for_the_communitys_advisor(stack: Stack) -> None:
-    """Policy finds the person: the employment service reports someone out of work; intake knows no household
-    for them, eligibility makes a lead, referral gives the visit to the advisor of that community."""
+def test_a_hospital_signal_about_a_person_nobody_knows_becomes_a_visit_and_then_an_application(stack: Stack) -> None:
+    """Policy finds the person: the medical insurance reports a hospital stay of someone no household is known
+    for; eligibility makes a lead, referral gives the visit to the advisor of that community within seconds;
+    the advisor visits and files the household's application from the lead (channel discovery), and the task
+    is converted. A resent signal creates nothing new."""
     body = {
-        "source": "employment_service",
+        "source": "hospital_insurance",
         "source_id": uuid.uuid4().hex,
-        "kind": "unemployment",
+        "kind": "hospitalisation",
         "id_number": new_id_number(),
         "region": "310115",
         "community": "310115001002",  # advisor-wang's
         "occurred_on": datetime.now(UTC).date().isoformat(),
     }
-    with stack.client("intake", role="department", sub="employment_service") as department:
+    with stack.client("intake", role="department", sub="hospital_insurance") as department:
         accepted = department.post("/v1/signals", json=body)
         assert accepted.status_code == 201, accepted.text
         assert department.post("/v1/signals", json=body).status_code == 200  # resent: recognised, not doubled
     with stack.client("referral", role="advisor", region="310115001002", sub="advisor-wang") as advisor:
-        deadline = time.monotonic() + 20
+        started, deadline = time.monotonic(), time.monotonic() + 20
         tasks: list[dict[str, Any]] = []
         while not tasks and time.monotonic() < deadline:
             tasks = advisor.get("/v1/outreach-tasks", params={"mine": "true"}).json()["items"]
             time.sleep(0.2)
         assert len(tasks) == 1, tasks
-        assert tasks[0]["status"] == "assigned"
-        assert any("unemployment" in line for line in tasks[0]["evidence"])
+        assert time.monotonic() - started < 20
+        task = tasks[0]
+        assert task["status"] == "assigned"
+        assert any("hospitalisation" in line for line in task["evidence"])
         assert body["id_number"] not in json.dumps(tasks)
+        visited = advisor.post(f"/v1/outreach-tasks/{task['task_id']}/outcome", json={"outcome": "visited"})
+        assert visited.status_code == 200, visited.text
+    household = application(channel="discovery", lead_id=task["lead_id"], street="310115001", community="310115001002")
+    household["household"]["members"][0]["id_number"] = body["id_number"]  # the person the signal was about
+    with stack.client("intake", role="advisor", region="310115001002", sub="advisor-wang") as filing:
+        filed = filing.post("/v1/applications", json=household)
+        assert filed.status_code == 201, filed.text
+        case_id = filed.json()["case_id"]
+    with stack.client("referral", role="advisor", region="310115001002", sub="advisor-wang") as advisor:
+        deadline = time.monotonic() + 20
+        converted: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            items = advisor.get("/v1/outreach-tasks", params={"mine": "true"}).json()["items"]
+            converted = next(t for t in items if t["task_id"] == task["task_id"])
+            if converted["status"] == "converted":
+                break
+            time.sleep(0.2)
+        assert converted["status"] == "converted", converted
+        assert converted["application_case_id"] == case_id
         summary = advisor.get("/v1/discovery/summary").json()
         assert summary["leads"] >= 1
+    with stack.client("intake") as client:
+        assert client.get(f"/v1/cases/{case_id}").json()["channel"] == "discovery"
 
 
 def test_the_nightly_sweep_runs_against_the_live_stack(stack: Stack) -> None:

@@ -236,6 +236,8 @@ async def record_event(uow: UnitOfWork, event: Event, *, event_id: str, source: 
             if referral is not None and (referral.status, status) != ("delivered", "claimed"):
                 referral.status = status
                 referral.organisation = event.organisation
+                if isinstance(event, NeedDelivered):
+                    referral.outcome = event.note[:500]  # the charity's feedback
         case ServiceReferred():
             if await repository.get_referral(event.referral_id) is None:
                 uow.session.add(

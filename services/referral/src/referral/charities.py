@@ -124,7 +124,13 @@ async def deliver(uow: UnitOfWork, need_id: str, principal: Principal, amount: M
     need.delivery_note = note[:500]
     need.updated_at = utcnow()
     await uow.outbox.add(
-        NeedDelivered(case_id=need.case_id, need_id=need.need_id, organisation=organisation.org_id, amount=amount),
+        NeedDelivered(
+            case_id=need.case_id,
+            need_id=need.need_id,
+            organisation=organisation.org_id,
+            amount=amount,
+            note=need.delivery_note,
+        ),
         key=need.case_id,
     )
     return need

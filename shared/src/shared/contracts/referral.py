@@ -55,6 +55,8 @@ class NeedDelivered(Event):
     need_id: str
     organisation: str
     amount: Money | None = None
+    # The charity's feedback on what it did (no personal data: it is shown on the case).
+    note: str = ""
 
 
 class _ServiceReferral(Event):
