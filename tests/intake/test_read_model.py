@@ -342,3 +342,14 @@ async def test_a_matched_offer_claims_the_published_need_or_adds_one(services: S
             ("charity_need", "food", "claimed", "pudong-charity-federation", None),
             ("charity_offer", "medical", "claimed", "shanghai-medical-aid-fund", Decimal("500.00")),
         ]
+
+
+def test_a_case_whose_aid_has_all_stopped_has_exited() -> None:
+    from intake.domain import CLOSED_STATUSES, case_status
+
+    assert case_status(True, ["stopped"]) == "exited"
+    assert case_status(True, ["stopped", "denied"]) == "exited"
+    assert case_status(True, ["stopped", "approved"]) == "approved"  # other aid goes on
+    assert case_status(True, ["stopped", "proposed"]) == "proposed"  # something is still being decided
+    assert case_status(True, ["stopped", "recovery"]) == "verified"  # an advance owed back is still open
+    assert "exited" in CLOSED_STATUSES  # its members are released

@@ -131,7 +131,9 @@ def supersedes(ranks: dict[str, int], current: str | None, incoming: str) -> boo
 
 def case_status(verified: bool, determination_statuses: list[str]) -> str:
     """The case's stage from its determinations: approved once any is; denied once all are; otherwise the
-    furthest step still open (review after an objection, public notice, proposed)."""
+    furthest step still open (review after an objection, public notice, proposed); exited once the aid it
+    received has all stopped and nothing else is open (the exit is recorded, its members are free to apply
+    again; a phase-out's last months are still paid, as the stopped determination's last period says)."""
     if "approved" in determination_statuses:
         return "approved"
     if determination_statuses and all(s == "denied" for s in determination_statuses):
@@ -139,7 +141,13 @@ def case_status(verified: bool, determination_statuses: list[str]) -> str:
     for stage in ("review", "notice", "proposed"):
         if stage in determination_statuses:
             return stage
+    if "stopped" in determination_statuses and all(s in EXIT_STATUSES for s in determination_statuses):
+        return "exited"
     return "verified" if verified else "submitted"
+
+
+# A case whose determinations are all among these, at least one stopped, has exited assistance.
+EXIT_STATUSES = frozenset({"stopped", "denied", "withdrawn"})
 
 
 def may_review(status: str) -> bool:
