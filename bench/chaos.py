@@ -73,7 +73,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.report import ROOT, machine
+from bench.report import ROOT, machine, write_section
 from bench.stack import People, application
 from shared.auth import ensure_dev_keypair, mint_dev_token
 from shared.messaging.embedded_broker import EmbeddedBroker, free_port
@@ -1279,8 +1279,13 @@ def main() -> int:
         print(result.text)  # noqa: T201
         sections.append(result.text)
         ok = ok and result.ok
-    text = document(args, sections, time.monotonic() - began)
-    args.output.write_text(text)
+    if args.mode != "both" and args.output.exists():
+        # One mode run alone replaces its own section and leaves the other mode's as it was.
+        for section in sections:
+            title = section.split("\n", 1)[0].removeprefix("## ").strip()
+            write_section(title, section, args.output)
+    else:
+        args.output.write_text(document(args, sections, time.monotonic() - began))
     say(f"written to {args.output}; {'every invariant held' if ok else 'NOT every invariant held'}")
     return 0 if ok else 1
 
