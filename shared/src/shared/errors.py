@@ -94,12 +94,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError):
-        app.add_exception_handler(unavailable, _database_away)
+    app.add_exception_handler(ConnectionError, _database_away)
 
     @app.exception_handler(sa_exc.DBAPIError)
     async def _dbapi(request: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
-        if database_unavailable(exc):  # a restart under the statement, a server shutting down
+        # Connection failures, a restart under the statement, a server shutting down: shared.db.unavailable.
+        if database_unavailable(exc):
             return await _database_away(request, exc)
         return await _unexpected(request, exc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -40,65 +41,40 @@ async def withdraw_consent(uow: UnitOfWork, withdrawn: ContactConsentWithdrawn) 
 async def publish_need_for_denial(uow: UnitOfWork, denied: DeterminationDenied) -> None:
     """A need per category the household's situation points to (DeterminationDenied.need_categories), each
     once per case: a household refused several programmes needs each kind of help once, not per programme."""
-    published = set(
-        (await uow.session.execute(select(Need.category).where(Need.case_id == denied.case_id))).scalars().all()
-    )
-    consent = await consented(uow, denied.case_id)
     reason = denied.reasons[0].code if denied.reasons else "denied"
-    for category in denied.need_categories or [DEFAULT_CATEGORY]:
-        if category in published:
-            continue
-        published.add(category)
-        need = Need(
-            need_id=str(uuid.uuid4()),
-            case_id=denied.case_id,
-            determination_id=denied.determination_id,
-            category=category,
-            area=denied.region,
-            amount=None,
-            reason=reason,
-            status="published",
-            created_at=utcnow(),
-            consented=consent,
-        )
-        uow.session.add(need)
-        await uow.outbox.add(
-            NeedPublished(
-                case_id=need.case_id,
-                need_id=need.need_id,
-                category=need.category,
-                area=need.area,
-                amount=need.amount,
-                reason=need.reason,
-                consented=need.consented,
-            ),
-            key=need.case_id,
-        )
-    await uow.session.flush()
+    wanted = [(category, None, reason) for category in denied.need_categories or [DEFAULT_CATEGORY]]
+    await _publish_needs(uow, denied.case_id, denied.determination_id, denied.region, wanted)
 
 
 async def publish_needs_for_gaps(uow: UnitOfWork, approved: DeterminationApproved) -> None:
     """A need per gap the approved monthly aid leaves (DeterminationApproved.gaps: a large medical bill, say),
     with the uncovered amount a month and eligibility's words for why, each once per case and category: a
     category a denial or an earlier approval already published is not published again."""
-    if not approved.gaps:
+    wanted = [(gap.category, gap.monthly_amount, (gap.reason or "aid_gap")[:200]) for gap in approved.gaps]
+    await _publish_needs(uow, approved.case_id, approved.determination_id, approved.region, wanted)
+
+
+async def _publish_needs(
+    uow: UnitOfWork, case_id: str, determination_id: str, area: str, wanted: list[tuple[str, Any, str]]
+) -> None:
+    """Publish a need per (category, amount, reason) the case has none of yet, with the household's consent
+    as it stands."""
+    if not wanted:
         return
-    published = set(
-        (await uow.session.execute(select(Need.category).where(Need.case_id == approved.case_id))).scalars().all()
-    )
-    consent = await consented(uow, approved.case_id)
-    for gap in approved.gaps:
-        if gap.category in published:
+    published = set((await uow.session.execute(select(Need.category).where(Need.case_id == case_id))).scalars())
+    consent = await consented(uow, case_id)
+    for category, amount, reason in wanted:
+        if category in published:
             continue
-        published.add(gap.category)
+        published.add(category)
         need = Need(
             need_id=str(uuid.uuid4()),
-            case_id=approved.case_id,
-            determination_id=approved.determination_id,
-            category=gap.category,
-            area=approved.region,
-            amount=gap.monthly_amount,
-            reason=(gap.reason or "aid_gap")[:200],
+            case_id=case_id,
+            determination_id=determination_id,
+            category=category,
+            area=area,
+            amount=amount,
+            reason=reason,
             status="published",
             created_at=utcnow(),
             consented=consent,

@@ -249,10 +249,10 @@ class ConsumerRunner:
             try:
                 await self._apply_batch([delivery])
                 return
-            except INFRASTRUCTURE_ERRORS:
-                raise
             except Exception as exc:
-                if database_unavailable(exc):  # e.g. "the database system is shutting down": not the event's fault
+                # Not the event's fault (a broker or database away, "the database system is shutting down"):
+                # the runner restarts from the last committed offset instead of dead-lettering it.
+                if isinstance(exc, INFRASTRUCTURE_ERRORS) or database_unavailable(exc):
                     raise
                 log.warning(
                     "event_failed",
