@@ -523,7 +523,7 @@ def test_a_review_that_finds_the_household_over_the_line_stops_its_payments(stac
         stopped = follow(client, case_id, lambda c: c["determinations"][0]["status"] == "stopped")
     reasons = [r["code"] for r in stopped["determinations"][0]["reasons"]]
     assert reasons[-1] == "no_longer_eligible"
-    assert stopped["status"] == "exited"  # the exit is recorded; its members may apply again
+    assert stopped["status"] == "exited", stopped  # the exit is recorded; its members may apply again
     year, month = map(int, paid["payments"][0]["period"].split("-"))
     later = f"{year + month // 12}-{month % 12 + 1:02d}"
     run = subprocess.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -353,3 +354,37 @@ def test_a_case_whose_aid_has_all_stopped_has_exited() -> None:
     assert case_status(True, ["stopped", "proposed"]) == "proposed"  # something is still being decided
     assert case_status(True, ["stopped", "recovery"]) == "verified"  # an advance owed back is still open
     assert "exited" in CLOSED_STATUSES  # its members are released
+
+
+async def test_the_case_view_waits_for_a_change_in_flight_and_shows_all_of_it(services: ServiceFactory) -> None:
+    """A case view is read from several tables; on PostgreSQL each statement has its own snapshot, so without
+    a lock a change committed between two of them showed a stopped determination on a case still 'approved'
+    (seen in CI). The view now waits for the change and shows it whole."""
+    from shared.auth import Principal
+
+    async with manual(services, "intake") as runtime:
+        case_id = await new_case(runtime)
+        events = events_for(case_id)
+        async with runtime.uow() as uow:
+            approved = events["eligibility.determination.approved"]
+            await read_model.record_event(
+                uow, approved, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+            )
+            await uow.commit()
+        stopped = eligibility.DeterminationStopped(**approved.model_dump(exclude={"event_type"}), last_period="2026-12")
+        async with runtime.uow() as writer:
+            await read_model.record_event(
+                writer, stopped, event_id=str(uuid.uuid4()), source="/tests", occurred_at=service.utcnow()
+            )
+
+            async def view() -> tuple[str, list[str]]:
+                async with runtime.uow() as uow:
+                    seen = await service.get_case(uow, case_id, Principal("li", "advisor", "310115"))
+                    await uow.commit()
+                return seen["case"].status, [d.status for d in seen["determinations"]]
+
+            reading = asyncio.create_task(view())
+            await asyncio.sleep(0.5)
+            assert not reading.done(), "the view did not wait for the change in flight"
+            await writer.commit()
+        assert await asyncio.wait_for(reading, 10) == ("exited", ["stopped"])

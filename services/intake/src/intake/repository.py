@@ -29,12 +29,19 @@ class CaseRepository:
         self.session.add(case)
         self.session.add_all(members)
 
-    async def get(self, case_id: str, *, for_update: bool = False, where: Any = None) -> Case | None:
+    async def get(
+        self, case_id: str, *, for_update: bool = False, for_share: bool = False, where: Any = None
+    ) -> Case | None:
+        """`for_update` for a change; `for_share` for a view assembled from several tables: every change to a
+        case locks its row first, so a shared lock waits for one in flight and keeps the next out until the
+        view is read (on PostgreSQL each statement sees its own snapshot; SQLite reads one anyway)."""
         statement = select(Case).where(Case.case_id == case_id)
         if where is not None:
             statement = statement.where(where)
         if for_update:
             statement = statement.with_for_update()
+        elif for_share:
+            statement = statement.with_for_update(read=True)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def open_case_of(self, hashes: list[str]) -> tuple[str, str] | None:

@@ -69,14 +69,14 @@ async def review_case(
     it, as an application holds its members), people who left are let go, and the facts as found go to
     eligibility, which verifies and evaluates them again and stops, changes or continues the aid."""
     repository = CaseRepository(uow.session)
-    case = await _visible_case(uow, repository, case_id, principal, "review", client)
+    # One review of a case at a time, and its status checked under the lock.
+    case = await _visible_case(uow, repository, case_id, principal, "review", client, for_update=True)
     if not may_review(case.status):
         raise NotUnderAssistance(f"Case {case_id} is {case.status}; only approved cases are reviewed.", case_id=case_id)
     if case.verified_at is None:  # only an emergency's aid first is approved before the means test ends
         raise NotVerifiedYet(
             f"Case {case_id} is still waiting for its means test; review it once it is decided.", case_id=case_id
         )
-    case = await repository.get(case_id, for_update=True) or case  # one review of a case at a time
     on_case = await repository.list_members(case_id)
     change = _membership_change(household, on_case, vault)
     await _hold_joiners(uow, repository, case_id, change.joined, vault)

@@ -154,10 +154,9 @@ async def withdraw_case(
     closes, its members may apply again, eligibility decides nothing still open and stops monthly aid after
     this month."""
     repository = CaseRepository(uow.session)
-    case = await _visible_case(uow, repository, case_id, principal, "withdraw", client)
+    case = await _visible_case(uow, repository, case_id, principal, "withdraw", client, for_update=True)
     if not may_withdraw(case.status):
         raise CaseClosed(f"Case {case_id} is {case.status}; there is nothing to withdraw.", case_id=case_id)
-    case = await repository.get(case_id, for_update=True) or case
     now = utcnow()
     case.status = "withdrawn"
     case.updated_at = now
@@ -180,12 +179,20 @@ def case_scope(principal: Principal) -> Any:
 
 
 async def _visible_case(
-    uow: UnitOfWork, repository: CaseRepository, case_id: str, principal: Principal, action: str, client: str
+    uow: UnitOfWork,
+    repository: CaseRepository,
+    case_id: str,
+    principal: Principal,
+    action: str,
+    client: str,
+    *,
+    for_update: bool = False,
 ) -> Case:
-    """The case if the caller's region covers it. Reading a case reads personal data, so every read is
-    audited; a case outside the caller's region answers exactly like a missing one, and the attempt is
-    audited too."""
-    case = await repository.get(case_id, where=case_scope(principal))
+    """The case if the caller's region covers it, locked: for an update by a caller about to change it, else
+    shared, so that a view read from several tables is one picture. Reading a case reads personal data, so
+    every read is audited; a case outside the caller's region answers exactly like a missing one, and the
+    attempt is audited too."""
+    case = await repository.get(case_id, for_update=for_update, for_share=not for_update, where=case_scope(principal))
     outcome = "ok"
     if case is None:
         outcome = "denied_out_of_region" if await repository.get(case_id) is not None else "not_found"
