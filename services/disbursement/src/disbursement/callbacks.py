@@ -9,7 +9,6 @@ million-payment month are booked at the database's pace, not one round trip per 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +24,7 @@ from shared.contracts.disbursement import PaymentFailed, PaymentReturned, Paymen
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
+from shared.ids import new_id
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -243,7 +243,7 @@ def _posting(
     description: str,
     reverses: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    txn_id = str(uuid.uuid4())
+    txn_id = new_id()
     txn = {
         "txn_id": txn_id,
         "kind": kind,

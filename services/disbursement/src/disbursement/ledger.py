@@ -9,7 +9,6 @@ waived, written off to `benefits_paid`)."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from disbursement.models import Entitlement, LedgerEntry, LedgerTransaction, Payment
 from shared.db.base import utcnow
+from shared.ids import new_id
 
 BENEFITS_PAID = "benefits_paid"
 FUND_BANK = "fund_bank"
@@ -80,7 +80,7 @@ async def post(
     reverses: str | None = None,
 ) -> str:
     """Post one balanced transaction about a payment: `amount` from `credit` to `debit`."""
-    txn_id = str(uuid.uuid4())
+    txn_id = new_id()
     session.add(
         LedgerTransaction(
             txn_id=txn_id,

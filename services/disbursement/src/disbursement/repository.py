@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from disbursement.domain import PAYING
 from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.db.base import utcnow
+from shared.ids import new_id
 
 # Rows per multi-row INSERT: ten columns each, so 10,000 parameters, under asyncpg's 32,767 and SQLite's
 # 32,766 (a payment run's chunk of 5,000 in one statement broke the run on PostgreSQL).
@@ -33,7 +33,7 @@ async def add_missing_payments(
     amounts = await amounts_for(session, entitlements, period)
     rows = [
         {
-            "payment_id": str(uuid.uuid4()),
+            "payment_id": new_id(),
             "entitlement_id": e.entitlement_id,
             "case_id": e.case_id,
             "period": period,

@@ -18,6 +18,7 @@ from shared.contracts.disbursement import (
 from shared.contracts.eligibility import DeterminationApproved, DeterminationChanged, DeterminationStopped
 from shared.db.base import utcnow
 from shared.db.uow import UnitOfWork
+from shared.ids import new_id
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,7 +51,7 @@ async def open_entitlement(uow: UnitOfWork, approved: DeterminationApproved) -> 
     )
     held = not approved.payee_account
     payment = Payment(
-        payment_id=str(uuid.uuid4()),
+        payment_id=new_id(),
         entitlement_id=entitlement.entitlement_id,
         case_id=approved.case_id,
         period=entitlement.first_period,

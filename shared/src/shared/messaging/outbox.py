@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import Table, insert
@@ -10,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.base import Event
 from shared.db.base import utcnow
+from shared.ids import new_id
 from shared.messaging.context import trace
 from shared.messaging.topics import topic_for
 
@@ -33,7 +33,7 @@ class Outbox:
         context, now = trace(), utcnow()
         rows = [
             {
-                "event_id": str(uuid.uuid4()),
+                "event_id": new_id(),
                 "topic": topic_for(event.event_type),
                 "kafka_key": key,
                 "event_type": event.event_type,
