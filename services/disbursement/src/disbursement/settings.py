@@ -20,8 +20,10 @@ class DisbursementSettings(ServiceSettings):
     batch_callback_url: str = ""
     bank_callback_secret: str = DEV_SECRET
     bank_timeout_seconds: float = 5.0
-    # Orders per batch sent to the bank (the sandbox bank takes up to 1,000).
-    submit_batch_size: int = Field(default=500, ge=1, le=1000)
+    # Orders per batch sent to the bank (the sandbox bank takes up to 1,000; a real gateway states its own
+    # limit). The full thousand by default: per order, a batch of 1,000 cost the month's pipeline a tenth less
+    # CPU than one of 500 (docs/benchmarks.md, payment run).
+    submit_batch_size: int = Field(default=1000, ge=1, le=1000)
     submit_max_attempts: int = 8
     # How often the worker recounts payments by status for /metrics.
     metrics_every_seconds: float = 10.0
