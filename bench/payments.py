@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.report import OUTPUT, machine, spread, write_section
-from bench.stack import pg_admin, postgres_url
+from bench.stack import cpu_seconds, pg_admin, postgres_url
 from disbursement.models import Entitlement, LedgerTransaction, Payment, messaging
 from doudi.stack import load_spec
 from shared.db.migrate import upgrade
@@ -139,6 +139,10 @@ class Beside:
     def peaks(self) -> dict[str, float]:
         return {name: peak_mib(process.pid) for name, process in self.processes.items()}
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds each process beside the run has used so far."""
+        return {name: cpu_seconds(process.pid) for name, process in self.processes.items()}
+
     def stop(self) -> None:
         for process in self.processes.values():
             process.terminate()
@@ -150,20 +154,52 @@ class Beside:
         self.broker.stop()
 
 
-async def settled(url: str) -> tuple[int, int, int]:
-    """Payments settled, payments still to settle (pending or submitted), settlement transactions."""
+async def in_flight(url: str) -> int:
+    """Payments still to settle (pending or submitted): a count through the status index, cheap enough to ask
+    every two seconds while the run goes on (counting every payment and ledger row that often cost the
+    database a tenth of a core at a million)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            by_status = dict((await conn.execute(select(Payment.status, func.count()).group_by(Payment.status))).all())
-            txns = (
-                await conn.execute(
-                    select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "settlement")
-                )
-            ).scalar_one()
-        return by_status.get("settled", 0), by_status.get("pending", 0) + by_status.get("submitted", 0), int(txns)
+            statement = select(func.count()).select_from(Payment).where(Payment.status.in_(("pending", "submitted")))
+            return int((await conn.execute(statement)).scalar_one())
     finally:
         await engine.dispose()
+
+
+async def settled(url: str) -> tuple[int, int]:
+    """Payments settled and settlement transactions in the ledger (asked once, when nothing is in flight)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            done = await conn.execute(select(func.count()).select_from(Payment).where(Payment.status == "settled"))
+            txns = await conn.execute(
+                select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "settlement")
+            )
+            return int(done.scalar_one()), int(txns.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def database_server_cpu() -> float:
+    """CPU seconds PostgreSQL has used so far: the postmaster, its live backends and those that have exited
+    (their time is added to the postmaster's children's). 0 where no server runs here."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            program = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            if not (program.startswith(b"postgres") or program.endswith(b"/postgres")):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+            if program.endswith(b"/postgres"):
+                total += (int(fields[13]) + int(fields[14])) / TICKS  # the postmaster: its exited children
+    return total
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pay_run(url: str, data_dir: Path) -> tuple[subprocess.Popen[str], float]:
@@ -178,6 +214,8 @@ def pay_run(url: str, data_dir: Path) -> tuple[subprocess.Popen[str], float]:
     wrapper = (
         "import sys, runpy; sys.argv = ['doudi', 'pay-run', '--month', '" + PERIOD + "', '--region', '310115', "
         "'--wait', '0']\ntry:\n    runpy.run_module('doudi', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "import resource\nu = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(u.ru_utime + u.ru_stime, file=sys.stderr)\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], file=sys.stderr)"
     )
     started = time.perf_counter()
@@ -187,13 +225,14 @@ def pay_run(url: str, data_dir: Path) -> tuple[subprocess.Popen[str], float]:
     return process, started
 
 
-def finish(process: subprocess.Popen[str], started: float) -> tuple[float, float]:
-    """Wait for the run: its seconds and its peak resident memory in MiB."""
+def finish(process: subprocess.Popen[str], started: float) -> tuple[float, float, float]:
+    """Wait for the run: its seconds, its peak resident memory in MiB and the CPU seconds it used."""
     _out, err = process.communicate()
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"doudi pay-run failed:\n{err[:1500]}")
-    return seconds, int(err.strip().splitlines()[-1]) / 1024
+    *_, cpu, peak = err.strip().splitlines()
+    return seconds, int(peak) / 1024, float(cpu)
 
 
 def one(n: int, admin_url: str | None, limit_s: float) -> dict[str, float]:
@@ -209,26 +248,37 @@ def one(n: int, admin_url: str | None, limit_s: float) -> dict[str, float]:
             upgrade(load_spec("disbursement").migrations, url)
             asyncio.run(seed(url, n))
             beside.start()
+            cpu_before = {**beside.cpu(), "database server": database_server_cpu()}
             process, started = pay_run(url, Path(scratch))
-            seconds = all_settled = 0.0
+            seconds = all_settled = run_cpu = 0.0
             peak = 0.0
             while True:
                 if seconds == 0.0 and process.poll() is not None:
-                    seconds, peak = finish(process, started)
+                    seconds, peak, run_cpu = finish(process, started)
                     say(f"  run finished in {seconds:.1f} s; the bank is being paid")
                 time.sleep(2)
-                done, open_, txns = asyncio.run(settled(url))
+                open_ = asyncio.run(in_flight(url))
                 elapsed = time.perf_counter() - started
-                say(f"  {elapsed:6.0f} s: {done:,} settled, {txns:,} ledger settlements, {open_:,} on their way")
-                if seconds and done == n and txns == n:
+                say(f"  {elapsed:6.0f} s: {open_:,} on their way to the bank or back")
+                if seconds and open_ == 0:
                     all_settled = elapsed
+                    done, txns = asyncio.run(settled(url))
+                    if done != n or txns != n:
+                        raise RuntimeError(f"nothing in flight but {done:,} settled and {txns:,} booked of {n:,}")
                     break
                 if elapsed > limit_s:
-                    raise RuntimeError(f"not all settled within {limit_s:.0f} s: {done:,} of {n:,}")
+                    raise RuntimeError(f"not all settled within {limit_s:.0f} s: {open_:,} of {n:,} in flight")
+            cpu_after = {**beside.cpu(), "database server": database_server_cpu()}
+            # CPU per payment, in ms, of each process until the last settlement was booked (the run's own
+            # from its rusage; the others' includes up to two seconds of idle polling after it).
+            cpu = {"run": run_cpu * 1000 / n} | {
+                name: (cpu_after[name] - cpu_before[name]) * 1000 / n for name in cpu_before
+            }
+            say("  CPU per payment: " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in cpu.items()))
             peaks = beside.peaks()
             payments, outbox = asyncio.run(counts(url))
             again_process, again_started = pay_run(url, Path(scratch))
-            again, _ = finish(again_process, again_started)
+            again, _, _ = finish(again_process, again_started)
             payments_after, _ = asyncio.run(counts(url))
             if payments != n or payments_after != n:
                 raise RuntimeError(f"expected {n:,} instructions once each: {payments=} {payments_after=}")
@@ -243,6 +293,7 @@ def one(n: int, admin_url: str | None, limit_s: float) -> dict[str, float]:
                 "service_mib": peaks["api"] + peaks["worker"],
                 "bank_mib": peaks["bank"],
                 "again_s": again,
+                **{f"cpu {name}": ms for name, ms in cpu.items()},
             }
         finally:
             beside.stop()
@@ -302,6 +353,17 @@ def main() -> int:
             "—",
         ),
         (f"{label}: peak resident memory of the sandbox bank", "MiB", spread([r["bank_mib"] for r in runs]), "—"),
+        *[
+            (f"{label}: CPU per payment, {key[4:]}", "ms", spread([r[key] for r in runs], "{:.3f}"), "—")
+            for key in runs[0]
+            if key.startswith("cpu ")
+        ],
+        (
+            f"{label}: CPU per payment, everything",
+            "ms",
+            spread([sum(v for k, v in r.items() if k.startswith("cpu ")) for r in runs], "{:.3f}"),
+            "≤ 0.6 (2 cores × 5 min / 1,000,000)",
+        ),
         (
             f"{label}: the run again (nothing left to instruct)",
             "s",
@@ -316,7 +378,7 @@ def main() -> int:
         f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.repeats} repeats, each on a fresh database seeded "
         f"with {n:,} monthly entitlements; the run is `doudi pay-run --month {PERIOD}` as a process, with the "
         "disbursement service's API and worker and the sandbox bank running beside it (the submitter sends "
-        "batches of 500, the bank answers each batch in one callback, the API books the settlements). The relay "
+        "batches of 1,000, the bank answers each batch in one callback, the API books the settlements). The relay "
         "is not running: the events wait in the outbox.\n\n" + "\n".join(table) + "\n"
     )
     say(text)
