@@ -16,12 +16,13 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
 from disbursement import advances, domain, ledger
 from disbursement.models import Entitlement, LedgerEntry, LedgerTransaction, Payment
 from shared.contracts.disbursement import PaymentFailed, PaymentReturned, PaymentSettled
 from shared.db.base import utcnow
+from shared.db.bulk import insert_rows
 from shared.db.uow import UnitOfWork
 from shared.errors import NotFound
 from shared.ids import new_id
@@ -272,6 +273,5 @@ async def _post_all(uow: UnitOfWork, postings: list[tuple[dict[str, Any], list[d
     """Write ledger transactions and their entries, a statement per chunk."""
     for start in range(0, len(postings), CHUNK):
         part = postings[start : start + CHUNK]
-        await uow.session.execute(insert(LedgerTransaction.__table__), [txn for txn, _ in part])
-        entries = [entry for _, rows in part for entry in rows]
-        await uow.session.execute(insert(LedgerEntry.__table__), entries)
+        await insert_rows(uow.session, LedgerTransaction.__table__, [txn for txn, _ in part])
+        await insert_rows(uow.session, LedgerEntry.__table__, [entry for _, rows in part for entry in rows])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.base import Event
 from shared.db.base import utcnow
+from shared.db.bulk import insert_rows
 from shared.ids import new_id
 from shared.messaging.context import trace
 from shared.messaging.topics import topic_for
@@ -45,6 +46,6 @@ class Outbox:
             }
             for event, key in events
         ]
-        await self._session.execute(insert(self._table), rows)
+        await insert_rows(self._session, self._table, rows)
         self.pending += len(rows)
         return [row["event_id"] for row in rows]
