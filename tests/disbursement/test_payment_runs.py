@@ -100,12 +100,12 @@ class TestPaymentRun:
             original = payment_run.repository.add_missing_payments
             calls = 0
 
-            async def dies_on_the_third_chunk(*args: object) -> object:
+            async def dies_on_the_third_chunk(*args: object, **kwargs: object) -> object:
                 nonlocal calls
                 calls += 1
                 if calls == 3:
                     raise RuntimeError("power cut")
-                return await original(*args)  # type: ignore[arg-type]
+                return await original(*args, **kwargs)  # type: ignore[arg-type]
 
             payment_run.repository.add_missing_payments = dies_on_the_third_chunk  # type: ignore[assignment]
             try:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,16 +21,17 @@ INSERT_ROWS = 1_000
 
 
 async def add_missing_payments(
-    session: AsyncSession, entitlements: Sequence[Any], period: str
+    session: AsyncSession, entitlements: Sequence[Any], period: str, amounts: dict[str, Decimal] | None = None
 ) -> list[tuple[Any, Any]]:
-    """Insert a pending payment for each entitlement (an entitlements row) that has none for `period`;
-    returns those inserted (as rows: payment_id, entitlement_id, case_id, amount, status) with their
-    entitlement, held ones left out.
+    """Insert a pending payment for each entitlement (an entitlements row) that has none for `period`, of
+    its amount for the period (`amounts`, else read with `amounts_for`); returns those inserted (as rows:
+    payment_id, entitlement_id, case_id, amount, status) with their entitlement, held ones left out.
     ON CONFLICT DO NOTHING on the unique (entitlement, period) key makes this safe to repeat and to race."""
     if not entitlements:
         return []
     now = utcnow()
-    amounts = await amounts_for(session, entitlements, period)
+    if amounts is None:
+        amounts = await amounts_for(session, entitlements, period)
     rows = [
         {
             "payment_id": new_id(),
@@ -77,6 +78,21 @@ def due_in(period: str) -> Any:
         Entitlement.first_period <= period,
         or_(Entitlement.last_period.is_(None), Entitlement.last_period >= period),
     )
+
+
+def amount_in(period: str) -> Any:
+    """An entitlement's monthly amount for `period`, as a column of a query on entitlements: the latest
+    change from that period or before, else the amount it opened with (what `amounts_for` reads)."""
+    changes = EntitlementAmount.__table__
+    entitlements = Entitlement.__table__
+    latest = (
+        select(changes.c.amount)
+        .where(changes.c.entitlement_id == entitlements.c.entitlement_id, changes.c.from_period <= period)
+        .order_by(changes.c.from_period.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(latest, entitlements.c.amount)
 
 
 async def amounts_for(session: AsyncSession, entitlements: Sequence[Entitlement], period: str) -> dict[str, Decimal]:

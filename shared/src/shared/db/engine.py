@@ -40,8 +40,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Take the write lock at BEGIN: a deferred transaction that reads and then writes can fail with
-        # SQLITE_BUSY without waiting, whereas IMMEDIATE waits on busy_timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # SQLITE_BUSY without waiting, whereas IMMEDIATE waits on busy_timeout. A connection marked
+        # `read_only=True` (it never writes) begins deferred: in WAL mode it reads a snapshot beside the one
+        # writer instead of queueing for the lock (or, beside a writer of the same task, waiting forever).
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
