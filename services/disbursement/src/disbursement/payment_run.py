@@ -37,16 +37,19 @@ async def run_payments(uow: UnitOfWork, period: str, principal: Principal, chunk
     # it scan everything per chunk); a NOT EXISTS against payments in the stream (planned on an empty table,
     # it scanned the payments the run was writing once per entitlement).
     table = Entitlement.__table__
-    due = select(
-        table.c.entitlement_id,
-        table.c.determination_id,
-        table.c.case_id,
-        table.c.programme,
-        table.c.payee_account,
-        repository.amount_in(period).label("amount"),
-    ).where(
-        repository.due_in(period),
-        region_clause(principal, Entitlement.region),
+    # In entitlement order: the payments' unique (entitlement, period) index then takes its million inserts
+    # in key order, not on random pages.
+    due = (
+        select(
+            table.c.entitlement_id,
+            table.c.determination_id,
+            table.c.case_id,
+            table.c.programme,
+            table.c.payee_account,
+            repository.amount_in(period).label("amount"),
+        )
+        .where(repository.due_in(period), region_clause(principal, Entitlement.region))
+        .order_by(table.c.entitlement_id)
     )
     engine = uow.session.bind
     assert isinstance(engine, AsyncEngine)
