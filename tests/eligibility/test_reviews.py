@@ -5,6 +5,7 @@ real HTTP verification centre."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -19,6 +20,7 @@ from eligibility import assessment, leads, lifecycle
 from eligibility.models import Determination, PendingVerification, Verification, messaging
 from eligibility.sources import DEV_REGISTRY, RegistrySource
 from shared.contracts.intake import ApplicationReviewed, ApplicationWithdrawn, HouseholdFacts, SignalReceived
+from shared.db.base import utcnow
 from shared.pii import DEV_LINKAGE_KEY
 from tests.conftest import ServiceFactory, api_client, manual
 from tests.eligibility.centre import Centre
@@ -152,6 +154,8 @@ class TestReviewWhileASourceIsDown:
             async with client.runtime.sessionmaker() as session:
                 pending = await session.get(PendingVerification, case_id)
                 assert (pending.kind, pending.attempts) == ("review", 1)
+            # Its backoff (10 ms) ends first: on a fast run the reads above took less (seen once in CI).
+            await asyncio.sleep(max(0.0, (pending.next_attempt_at - utcnow()).total_seconds()) + 0.005)
 
             async with client.runtime.uow() as uow:  # still down: tried again, still waiting
                 assert await assessment.retry_verifications_once(uow, client.runtime.clock, [source], 0.0) == 1
