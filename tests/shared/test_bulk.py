@@ -119,3 +119,27 @@ async def _a_payment_to_post_against(uow: object) -> None:
         )
     )
     await session.flush()
+
+
+async def test_rows_sent_first_in_a_transaction_go_with_its_rollback(services: ServiceFactory) -> None:
+    """On asyncpg SQLAlchemy opens the transaction with its first statement; a COPY sent before any would
+    have committed on its own."""
+    async with manual(services, "disbursement") as runtime:
+        row = {
+            "event_id": "bulk-rolled-back",
+            "topic": "doudi.test",
+            "kafka_key": "k",
+            "event_type": "test.bulk",
+            "payload": {},
+            "traceparent": "",
+            "correlation_id": "",
+            "created_at": datetime(2026, 12, 1, tzinfo=UTC),
+            "attempts": 0,
+        }
+        async with runtime.uow() as uow:
+            await insert_rows(uow.session, messaging.outbox, [row])
+            await uow.rollback()
+        table = messaging.outbox
+        async with runtime.engine.connect() as conn:
+            left = (await conn.execute(select(table.c.seq).where(table.c.event_id == "bulk-rolled-back"))).all()
+        assert left == []

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -35,7 +36,16 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         return tuple(v if process is None else process(v) for v, process in zip(values(row), processors, strict=True))
 
     records = [record(row) for row in rows]
-    raw = await connection.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(
-        table.name, columns=columns, records=records, schema_name=table.schema
-    )
+    raw = (await connection.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter opens the transaction with its first statement: a COPY sent first, around
+        # it, would commit on its own and survive a rollback of the rest.
+        await session.execute(text("SELECT 1"))
+    try:
+        await raw.copy_records_to_table(table.name, columns=columns, records=records, schema_name=table.schema)
+    except Exception as exc:  # the driver's own errors, as SQLAlchemy's: the callers' handling of a database
+        # that is away (503 in the API, no dead-lettering in the consumer) sees them like any statement's
+        invalidated = raw.is_closed()
+        if invalidated:
+            await connection.invalidate(exc)
+        raise DBAPIError(f"COPY {table.name}", None, exc, connection_invalidated=invalidated) from exc
