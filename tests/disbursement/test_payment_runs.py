@@ -122,6 +122,74 @@ class TestPaymentRun:
             assert all(n == 1 for _, n in paid)
             assert report["payments"] == 30
 
+    async def test_a_change_committed_while_the_run_goes_on_is_paid_at_the_new_amount(
+        self, services: ServiceFactory
+    ) -> None:
+        """The run streams the ids due from its start; an amount changed (or an aid stopped) after that, for
+        an entitlement the run has not reached, must still be paid as it now stands."""
+        from disbursement.models import Entitlement
+        from shared.contracts.eligibility import DeterminationChanged, DeterminationStopped
+
+        async with api_client(services, "disbursement") as client:
+            await approve(client.runtime, 30)
+            async with client.runtime.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(Entitlement.determination_id, Entitlement.case_id, Entitlement.entitlement_id).order_by(
+                            Entitlement.entitlement_id
+                        )
+                    )
+                ).all()
+            (changed_d, changed_case, changed_e), (stopped_d, stopped_case, stopped_e) = rows[-1], rows[-2]
+            common = {"programme": "subsistence_allowance", "region": "310115", "decided_on": date(2026, 3, 20)}
+            original = payment_run._instruct
+            calls = 0
+
+            async def meanwhile(*args: object, **kwargs: object) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 2:  # between chunks: the last two entitlements are not reached yet
+                    async with client.runtime.uow() as uow:
+                        await service.change_entitlement(
+                            uow,
+                            DeterminationChanged(
+                                **common,
+                                case_id=changed_case,
+                                determination_id=changed_d,
+                                monthly_amount=Decimal("900.00"),
+                                previous_monthly_amount=Decimal("500.00"),
+                                from_period="2026-04",
+                            ),
+                            str(uuid.uuid4()),
+                        )
+                        await service.stop_entitlement(
+                            uow,
+                            DeterminationStopped(
+                                **common, case_id=stopped_case, determination_id=stopped_d, last_period="2026-03"
+                            ),
+                        )
+                        await uow.commit()
+                await original(*args, **kwargs)  # type: ignore[arg-type]
+
+            payment_run._instruct = meanwhile  # type: ignore[assignment]
+            try:
+                async with client.runtime.uow() as uow:
+                    await payment_run.run_payments(uow, "2026-04", NATIONAL, chunk=10)
+            finally:
+                payment_run._instruct = original  # type: ignore[assignment]
+            assert calls == 3
+            async with client.runtime.engine.connect() as conn:
+                paid = dict(
+                    (
+                        await conn.execute(
+                            select(Payment.entitlement_id, Payment.amount).where(Payment.period == "2026-04")
+                        )
+                    ).all()
+                )
+            assert paid[changed_e] == Decimal("900.00")
+            assert stopped_e not in paid
+            assert len(paid) == 29
+
     async def test_nothing_is_due_before_the_month_after_approval(self, services: ServiceFactory) -> None:
         async with api_client(services, "disbursement") as client:
             await approve(client.runtime, 3, decided=date(2026, 5, 20))  # first period 2026-06

@@ -29,42 +29,49 @@ async def run_payments(uow: UnitOfWork, period: str, principal: Principal, chunk
     run = PaymentRun(run_id=str(uuid.uuid4()), period=period, scope=principal.region, started_at=now, instructed=0)
     uow.session.add(run)
     await uow.commit()
-    # One query for the whole run, streamed on a connection of its own while this one commits chunk by chunk:
-    # every entitlement due, with its amount for the period. What a crashed run already instructed is skipped
-    # by the insert (ON CONFLICT DO NOTHING on the unique (entitlement, period) key), which also guards a run
-    # racing another. Tried and dropped: chunks of ids sent back in IN lists (three per chunk, a third of the
-    # run's time); a keyset query per chunk with LIMIT (on a freshly loaded table PostgreSQL's statistics made
-    # it scan everything per chunk); a NOT EXISTS against payments in the stream (planned on an empty table,
-    # it scanned the payments the run was writing once per entitlement).
+    # The ids due, streamed in order on a connection of its own while this one commits chunk by chunk (chunks
+    # of ids sent back in IN lists were a third of the run's time). Each chunk is then read again as a range
+    # of ids in the writing transaction, with its amount for the period, under FOR KEY SHARE: a change or a
+    # stop committed since the stream began is seen, and one arriving now waits until the chunk's payments
+    # are committed, then amends or cancels them. What a crashed run already instructed is skipped by the
+    # insert (ON CONFLICT DO NOTHING on the unique (entitlement, period) key), which also guards a run racing
+    # another. In id order, the payments' unique index takes its inserts in key order, not on random pages.
+    # Tried and dropped: a keyset query per chunk with LIMIT (on a freshly loaded table PostgreSQL's
+    # statistics made it scan everything per chunk); a NOT EXISTS against payments in the stream (planned on
+    # an empty table, it scanned the payments the run was writing once per entitlement).
     table = Entitlement.__table__
-    # In entitlement order: the payments' unique (entitlement, period) index then takes its million inserts
-    # in key order, not on random pages.
-    due = (
-        select(
-            table.c.entitlement_id,
-            table.c.determination_id,
-            table.c.case_id,
-            table.c.programme,
-            table.c.payee_account,
-            repository.amount_in(period).label("amount"),
-        )
-        .where(repository.due_in(period), region_clause(principal, Entitlement.region))
-        .order_by(table.c.entitlement_id)
-    )
+    scope = (repository.due_in(period), region_clause(principal, Entitlement.region))
+    ids = select(table.c.entitlement_id).where(*scope).order_by(table.c.entitlement_id)
     engine = uow.session.bind
     assert isinstance(engine, AsyncEngine)
     async with engine.connect() as reader:
         await reader.execution_options(read_only=True)  # on SQLite a reader: it must not take the write lock
-        result = await reader.stream(due.execution_options(yield_per=chunk))
-        async for rows in result.partitions(chunk):
-            await _instruct(uow, run, rows, period)
+        result = await reader.stream(ids.execution_options(yield_per=chunk))
+        async for part in result.partitions(chunk):
+            await _instruct(uow, run, period, scope, part[0][0], part[-1][0])
     run.finished_at = utcnow()
     await uow.commit()
     return await run_report(uow, period, principal)
 
 
-async def _instruct(uow: UnitOfWork, run: PaymentRun, rows: Sequence[Any], period: str) -> None:
-    """One chunk: its payments, their events, committed."""
+async def _instruct(uow: UnitOfWork, run: PaymentRun, period: str, scope: Sequence[Any], first: str, last: str) -> None:
+    """One chunk, the entitlements due from `first` to `last`: their payments and events, committed."""
+    table = Entitlement.__table__
+    rows = (
+        await uow.session.execute(
+            select(
+                table.c.entitlement_id,
+                table.c.determination_id,
+                table.c.case_id,
+                table.c.programme,
+                table.c.payee_account,
+                repository.amount_in(period).label("amount"),
+            )
+            .where(*scope, table.c.entitlement_id.between(first, last))
+            .order_by(table.c.entitlement_id)
+            .with_for_update(read=True, key_share=True, of=table)
+        )
+    ).all()
     created = await repository.add_missing_payments(
         uow.session, rows, period, amounts={row.entitlement_id: row.amount for row in rows}
     )
