@@ -32,6 +32,11 @@ log = get_logger(__name__)
 BATCH_NAMESPACE = uuid.UUID("5b0c7f0e-6a1d-4d0e-9a43-0d0b1d5e2a11")
 
 
+# Payments asked about per round of status queries: one request each, in the submitter's loop, so a round is
+# kept short (the next round asks about the rest).
+SILENT_PER_ROUND = 100
+
+
 class BankRefused(str):
     """The bank refused one order of a batch (the text says why); the rest of the batch stands."""
 
@@ -202,7 +207,7 @@ async def query_silent_payments(runtime: Runtime, bank: BankClient, settings: Di
                 select(Payment.payment_id, Payment.bank_reference)
                 .where(Payment.status == "submitted", Payment.updated_at < cutoff)
                 .order_by(Payment.updated_at)
-                .limit(settings.submit_batch_size)
+                .limit(SILENT_PER_ROUND)
             )
         ).all()
     moved = 0
