@@ -156,8 +156,8 @@ class Beside:
 
 async def in_flight(url: str) -> int:
     """Payments still to settle (pending or submitted): a count through the status index, cheap enough to ask
-    every two seconds while the run goes on (counting every payment and ledger row that often cost the
-    database a tenth of a core at a million)."""
+    every two seconds while the run goes on (counting every payment and ledger row that often loads the
+    database being measured)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
@@ -190,16 +190,9 @@ def database_server_cpu() -> float:
             continue
         with contextlib.suppress(OSError):
             program = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            if not (program.startswith(b"postgres") or program.endswith(b"/postgres")):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-            if program.endswith(b"/postgres"):
-                total += (int(fields[13]) + int(fields[14])) / TICKS  # the postmaster: its exited children
+            if program.startswith(b"postgres") or program.endswith(b"/postgres"):
+                total += cpu_seconds(int(entry.name), children=program.endswith(b"/postgres"))
     return total
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pay_run(url: str, data_dir: Path) -> tuple[subprocess.Popen[str], float]:

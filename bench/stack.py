@@ -318,13 +318,15 @@ async def one_round(running: Stack, people: People, cases: int, concurrency: int
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (0 when it is gone)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU a process has used so far (0 when it is gone); with `children`, also that of its
+    children that have exited and been waited for."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    used = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return used / TICKS
 
 
 def cpu_pids(running: Stack) -> dict[str, list[int]]:

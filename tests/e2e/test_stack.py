@@ -69,9 +69,9 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def client(self, service: str, role: str = "window", region: str = "310115", sub: str = "") -> httpx.Client:
-        """A client with a token minted by `doudi token`, as a developer would get one (once per identity: the
-        token is good for hours, and a process per client was a third of the module's time)."""
+    def token(self, role: str = "window", region: str = "310115", sub: str = "") -> str:
+        """A token minted by `doudi token`, as a developer would get one (once per identity: the token is good
+        for hours, and a process per client was a third of the module's time)."""
         key = (role, region, sub)
         if key not in self.tokens:
             self.tokens[key] = subprocess.run(
@@ -82,7 +82,10 @@ class Stack:
                 text=True,
                 check=True,
             ).stdout.strip()
-        headers = {"Authorization": f"Bearer {self.tokens[key]}"}
+        return self.tokens[key]
+
+    def client(self, service: str, role: str = "window", region: str = "310115", sub: str = "") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token(role, region, sub)}"}
         return httpx.Client(base_url=self.url(service), timeout=10, headers=headers)
 
 
@@ -799,14 +802,7 @@ def test_the_days_reconciliation_is_clean(stack: Stack) -> None:
 def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(stack: Stack, service: str) -> None:
     """Property-based requests from each service's own OpenAPI document, over HTTP with a token: no 500,
     and every response's status, content type and body as documented."""
-    minted = subprocess.run(
-        [str(DOUDI), "token", "--role", "admin", "--region", "000000"],
-        env=stack.env,
-        cwd=stack.data_dir,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    minted = stack.token("admin", "000000")
     checks = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
     run = subprocess.run(
         [

@@ -13,21 +13,37 @@ from shared.db.bulk import insert_rows
 from tests.conftest import ServiceFactory, manual
 
 
+def outbox_row(
+    event_id: str,
+    *,
+    key: str = "k",
+    payload: dict[str, object] | None = None,
+    created_at: datetime = datetime(2026, 12, 1, tzinfo=UTC),
+) -> dict[str, object]:
+    """An outbox row as `Outbox.add_many` writes it (`seq` and `published_at` left to their defaults)."""
+    return {
+        "event_id": event_id,
+        "topic": "doudi.test",
+        "kafka_key": key,
+        "event_type": "test.bulk",
+        "payload": payload or {},
+        "traceparent": "",
+        "correlation_id": "",
+        "created_at": created_at,
+        "attempts": 0,
+    }
+
+
 async def test_rows_arrive_as_an_insert_would_write_them(services: ServiceFactory) -> None:
     async with manual(services, "disbursement") as runtime:
         shanghai = timezone(timedelta(hours=8))
         outbox = [
-            {
-                "event_id": f"bulk-{i}",
-                "topic": "doudi.test",
-                "kafka_key": f"k{i}",
-                "event_type": "test.bulk",
-                "payload": {"amount": "1.50", "note": "兜底", "n": i},
-                "traceparent": "",
-                "correlation_id": "",
-                "created_at": datetime(2026, 12, 1, 8, 0, tzinfo=shanghai),
-                "attempts": 0,
-            }
+            outbox_row(
+                f"bulk-{i}",
+                key=f"k{i}",
+                payload={"amount": "1.50", "note": "兜底", "n": i},
+                created_at=datetime(2026, 12, 1, 8, 0, tzinfo=shanghai),
+            )
             for i in range(3)
         ]
         outbox[1] = dict(reversed(list(outbox[1].items())))  # keys in another order: values still land right
@@ -125,17 +141,7 @@ async def test_rows_sent_first_in_a_transaction_go_with_its_rollback(services: S
     """On asyncpg SQLAlchemy opens the transaction with its first statement; a COPY sent before any would
     have committed on its own."""
     async with manual(services, "disbursement") as runtime:
-        row = {
-            "event_id": "bulk-rolled-back",
-            "topic": "doudi.test",
-            "kafka_key": "k",
-            "event_type": "test.bulk",
-            "payload": {},
-            "traceparent": "",
-            "correlation_id": "",
-            "created_at": datetime(2026, 12, 1, tzinfo=UTC),
-            "attempts": 0,
-        }
+        row = outbox_row("bulk-rolled-back")
         async with runtime.uow() as uow:
             await insert_rows(uow.session, messaging.outbox, [row])
             await uow.rollback()

@@ -72,9 +72,7 @@ async def _instruct(uow: UnitOfWork, run: PaymentRun, period: str, scope: Sequen
             .with_for_update(read=True, key_share=True, of=table)
         )
     ).all()
-    created = await repository.add_missing_payments(
-        uow.session, rows, period, amounts={row.entitlement_id: row.amount for row in rows}
-    )
+    created = await repository.add_missing_payments(uow.session, rows, period)
     await uow.outbox.add_many(
         [
             (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -21,24 +20,23 @@ INSERT_ROWS = 1_000
 
 
 async def add_missing_payments(
-    session: AsyncSession, entitlements: Sequence[Any], period: str, amounts: dict[str, Decimal] | None = None
+    session: AsyncSession, entitlements: Sequence[Any], period: str
 ) -> list[tuple[Any, Any]]:
-    """Insert a pending payment for each entitlement (an entitlements row) that has none for `period`, of
-    its amount for the period (`amounts`, else read with `amounts_for`); returns those inserted (as rows:
-    payment_id, entitlement_id, case_id, amount, status) with their entitlement, held ones left out.
+    """Insert a pending payment for each entitlement that has none for `period`: rows of entitlement_id,
+    case_id, payee_account and `amount`, the entitlement's amount for the period (`amount_in`). Returns those
+    inserted (as rows: payment_id, entitlement_id, case_id, amount, status) with their entitlement, held ones
+    left out.
     ON CONFLICT DO NOTHING on the unique (entitlement, period) key makes this safe to repeat and to race."""
     if not entitlements:
         return []
     now = utcnow()
-    if amounts is None:
-        amounts = await amounts_for(session, entitlements, period)
     rows = [
         {
             "payment_id": new_id(),
             "entitlement_id": e.entitlement_id,
             "case_id": e.case_id,
             "period": period,
-            "amount": amounts[e.entitlement_id],
+            "amount": e.amount,
             "status": "pending" if e.payee_account else "held",
             "attempts": 0,
             "last_error": None if e.payee_account else "no payee account on the application",
@@ -82,7 +80,7 @@ def due_in(period: str) -> Any:
 
 def amount_in(period: str) -> Any:
     """An entitlement's monthly amount for `period`, as a column of a query on entitlements: the latest
-    change from that period or before, else the amount it opened with (what `amounts_for` reads)."""
+    change from that period or before, else the amount it opened with."""
     changes = EntitlementAmount.__table__
     entitlements = Entitlement.__table__
     latest = (
@@ -93,20 +91,3 @@ def amount_in(period: str) -> Any:
         .scalar_subquery()
     )
     return func.coalesce(latest, entitlements.c.amount)
-
-
-async def amounts_for(session: AsyncSession, entitlements: Sequence[Entitlement], period: str) -> dict[str, Decimal]:
-    """Each entitlement's monthly amount for `period`: the latest change from that period or before, else the
-    amount it opened with."""
-    ids = [e.entitlement_id for e in entitlements]
-    changes = (
-        await session.execute(
-            select(EntitlementAmount.entitlement_id, EntitlementAmount.from_period, EntitlementAmount.amount)
-            .where(EntitlementAmount.entitlement_id.in_(ids), EntitlementAmount.from_period <= period)
-            .order_by(EntitlementAmount.from_period)
-        )
-    ).all()
-    amounts = {e.entitlement_id: e.amount for e in entitlements}
-    for entitlement_id, _from_period, amount in changes:  # ordered: the latest wins
-        amounts[entitlement_id] = amount
-    return amounts
