@@ -78,52 +78,56 @@ async def test_a_batch_results_come_back_in_one_callback_and_later_words_one_by_
         bank_app.state.bank.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=client.app), base_url="http://disbursement"
         )
-        accounts = {
-            "settles": "6222021001112223",
-            "closed": "6222021001110000",
-            "returned": "6222021001119999",
-            "later": "6222021001115555",
-            "twice": "6222021001117777",
-        }
-        cases = {}
-        async with client.runtime.uow() as uow:
-            for name, account in accounts.items():
-                cases[name] = str(uuid.uuid4())
-                await service.open_entitlement(uow, approved(cases[name], account=account))
-            await uow.commit()
-        bank = BankClient(client.runtime.settings, transport=httpx.ASGITransport(app=bank_app))
         try:
-            assert await submit_batch(client.runtime, bank, client.runtime.settings) == 5
-        finally:
-            await bank.close()
+            accounts = {
+                "settles": "6222021001112223",
+                "closed": "6222021001110000",
+                "returned": "6222021001119999",
+                "later": "6222021001115555",
+                "twice": "6222021001117777",
+            }
+            cases = {}
+            async with client.runtime.uow() as uow:
+                for name, account in accounts.items():
+                    cases[name] = str(uuid.uuid4())
+                    await service.open_entitlement(uow, approved(cases[name], account=account))
+                await uow.commit()
+            bank = BankClient(client.runtime.settings, transport=httpx.ASGITransport(app=bank_app))
+            try:
+                assert await submit_batch(client.runtime, bank, client.runtime.settings) == 5
+            finally:
+                await bank.close()
 
-        async def statuses() -> dict[str, str]:
+            async def statuses() -> dict[str, str]:
+                async with client.runtime.sessionmaker() as session:
+                    rows = (await session.execute(select(Payment))).scalars().all()
+                by_case = {p.case_id: p.status for p in rows}
+                return {name: by_case[case_id] for name, case_id in cases.items()}
+
+            expected = {
+                "settles": "settled",
+                "closed": "failed",
+                "returned": "returned",
+                "later": "pending",
+                "twice": "settled",
+            }
+            audit = messaging.audit
+
+            async def arrived() -> bool:
+                # The return and the repeat come alone after the batch's callback; the repeat changes no status,
+                # so wait for both to be recorded before counting what was booked.
+                singles = await count(client.runtime, audit, audit.c.action == "bank_callback")
+                return singles == 2 and await statuses() == expected
+
+            await eventually(arrived, timeout=10)
+            assert await count(client.runtime, audit, audit.c.action == "bank_batch_callback") == 1
+            assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "settlement") == 3
+            assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "reversal") == 1
             async with client.runtime.sessionmaker() as session:
-                rows = (await session.execute(select(Payment))).scalars().all()
-            by_case = {p.case_id: p.status for p in rows}
-            return {name: by_case[case_id] for name, case_id in cases.items()}
-
-        expected = {
-            "settles": "settled",
-            "closed": "failed",
-            "returned": "returned",
-            "later": "pending",
-            "twice": "settled",
-        }
-        await eventually(lambda: _equal(statuses(), expected), timeout=10)
-        audit = messaging.audit
-        assert await count(client.runtime, audit, audit.c.action == "bank_batch_callback") == 1
-        assert await count(client.runtime, audit, audit.c.action == "bank_callback") == 2  # the return, the repeat
-        assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "settlement") == 3
-        assert await count(client.runtime, LedgerTransaction, LedgerTransaction.kind == "reversal") == 1
-        async with client.runtime.sessionmaker() as session:
-            debits, credits = await ledger.trial_balance(session)
-            later = (await session.execute(select(Payment).where(Payment.case_id == cases["later"]))).scalar_one()
-        assert debits == credits
-        assert later.next_attempt_at is not None  # tried again after its backoff
-        assert later.last_error.startswith("temporary")
-        await bank_app.state.bank.client.aclose()
-
-
-async def _equal(found: Any, expected: dict[str, str]) -> bool:
-    return await found == expected
+                debits, credits = await ledger.trial_balance(session)
+                later = (await session.execute(select(Payment).where(Payment.case_id == cases["later"]))).scalar_one()
+            assert debits == credits
+            assert later.next_attempt_at is not None  # tried again after its backoff
+            assert later.last_error.startswith("temporary")
+        finally:
+            await bank_app.state.bank.client.aclose()
