@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -15,7 +21,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": LOCK_TIMEOUT_SECONDS}, **kwargs)
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -24,7 +30,57 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+LOCK_TIMEOUT_SECONDS = 30
+
+
+class _WriterQueue:
+    """The writers of one SQLite database in this process, queued in the event loop.
+
+    SQLite has one write lock per database, and a writer that finds it taken sleeps in SQLite's busy handler
+    (1, 2, 5 … then 100 ms at a time) and tries again: under load the lock sits free while the waiters
+    sleep. Queued here instead, the next writer starts the moment the last one ends. Other processes on the
+    same file (a second worker, a command-line job) still meet at SQLite's lock and its busy timeout."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    def acquire(self, info: dict[str, Any]) -> None:
+        if info.get(_HOLDS) is not None or not in_greenlet():
+            return  # this connection holds it already (a second transaction on one checkout), or sync use
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault(loop, asyncio.Lock())
+        try:
+            await_(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT_SECONDS))
+        except TimeoutError:
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")) from None
+        info[_HOLDS] = (loop, lock)
+
+    @staticmethod
+    def release(info: dict[str, Any]) -> None:
+        held = info.pop(_HOLDS, None)
+        if held is None:
+            return
+        loop, lock = held
+        if _running_loop() is loop:
+            lock.release()
+        else:  # a connection cleaned up outside its loop (garbage collection)
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits on its lock
+                loop.call_soon_threadsafe(lock.release)
+
+
+_HOLDS = "doudi_write_lock"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
+    writers = _WriterQueue()
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets readers run beside the one writer; FULL because a committed payment decision must
@@ -43,7 +99,22 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # SQLITE_BUSY without waiting, whereas IMMEDIATE waits on busy_timeout. A connection marked
         # `read_only=True` (it never writes) begins deferred: in WAL mode it reads a snapshot beside the one
         # writer instead of queueing for the lock (or, beside a writer of the same task, waiting forever).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("read_only"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        info = conn.connection.info  # the pooled connection's own, kept until it is checked in
+        writers.acquire(info)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release(info)
+            raise
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        # The transaction has ended (committed, or rolled back by the pool's reset) when its connection
+        # comes back: the next writer may begin.
+        writers.release(record.info)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
