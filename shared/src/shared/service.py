@@ -13,8 +13,6 @@ import contextlib
 import functools
 import signal
 import sys
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import tracing
-from shared.auth import Authenticator, AuthError, ensure_dev_keypair
-from shared.authz import is_public
+from shared.auth import Authenticator, ensure_dev_keypair
 from shared.clock import Clock
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
@@ -39,18 +36,15 @@ from shared.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
 from shared.limits import BodySizeLimit, DatabaseBuckets, RateLimit
 from shared.logging import configure_logging, get_logger
 from shared.messaging.consumer import ConsumerRunner, Handler
-from shared.messaging.context import TraceContext, current_trace
-from shared.messaging.envelope import TRACEPARENT
 from shared.messaging.kafka import broker_reachable, make_producer
 from shared.messaging.outbox import Outbox
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import MessagingTables
-from shared.metrics import HTTP_REQUEST_SECONDS
+from shared.middleware import Authenticate, TraceContextMiddleware
 from shared.settings import ServiceSettings, SettingsError, load_settings
 
 log = get_logger(__name__)
 ROLES = ("all", "api", "worker", "relay")
-CORRELATION_HEADER = "X-Correlation-ID"
 
 Background = Callable[["Runtime", asyncio.Event], Awaitable[None]]
 
@@ -250,39 +244,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, roles: set[str] | N
         else None,
     )
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Any:
-        if is_public(request.url.path, development):
-            return await call_next(request)
-        try:
-            request.state.principal = await authenticator.authenticate(request.headers.get("Authorization"))
-        except AuthError as exc:
-            response = problem(401, "Unauthorized", str(exc), request)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="doudi"'
-            return response
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def trace_context(request: Request, call_next: Any) -> Any:
-        attributes = {"http.request.method": request.method, "url.path": request.url.path}
-        with tracing.span(f"HTTP {request.method}", request.headers.get(TRACEPARENT, ""), "server", **attributes) as tp:
-            context = TraceContext(
-                traceparent=tp, correlation_id=request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
-            )
-            token = current_trace.set(context)
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await call_next(request)
-                status = response.status_code
-            finally:
-                current_trace.reset(token)
-                route = request.scope.get("route")
-                HTTP_REQUEST_SECONDS.labels(
-                    spec.name, request.method, getattr(route, "path", "unmatched"), str(status)
-                ).observe(time.perf_counter() - started)
-        response.headers[CORRELATION_HEADER] = context.correlation_id
-        return response
+    app.add_middleware(Authenticate, authenticator=authenticator, development=development)
+    app.add_middleware(TraceContextMiddleware, service=spec.name)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
