@@ -11,6 +11,8 @@ import httpx
 from sqlalchemy import select
 
 from intake import read_model, service
+from intake.api.schemas import ApplicationCreate
+from intake.settings import vault_for
 from intake.models import messaging
 from shared.contracts import eligibility
 from shared.contracts.eligibility import Reason
@@ -74,6 +76,29 @@ class TestOnePersonOneOpenCase:
             responses = await asyncio.gather(*(client.post("/v1/applications", json=b) for b in bodies))
             codes = sorted(r.status_code for r in responses)
             assert codes == [201, 409, 409, 409], [r.text for r in responses]
+
+    async def test_after_the_hash_keys_rotate_a_person_held_under_the_old_key_is_still_409(
+        self, services: ServiceFactory
+    ) -> None:
+        import base64
+        import os
+
+        from shared.pii import DEV_HASH_KEYS
+
+        first = application()
+        async with api_client(services, "intake") as client:  # held under the development hash key
+            case_id = (await client.post("/v1/applications", json=first)).json()["case_id"]
+        rotated = base64.b64encode(os.urandom(32)).decode() + "," + DEV_HASH_KEYS  # the new key first
+        async with api_client(services, "intake", pii_hash_keys=rotated) as client:
+            async with client.runtime.uow() as uow:  # api_client emptied the tables: put the first case back
+                await service.submit_application(
+                    uow, ApplicationCreate.model_validate(first), vault_for(services.settings("intake"))
+                )
+                await uow.commit()
+            again = await client.post("/v1/applications", json=with_member_of(application(), first))
+        assert again.status_code == 409, again.text
+        assert again.json()["member"] == "m2"
+        assert again.json()["case_id"] != case_id  # the case just put back, found by its old-key rows
 
 
 class TestWorklist:

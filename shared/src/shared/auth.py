@@ -100,7 +100,8 @@ class Authenticator:
         self._issuer = issuer
         self._audience = audience
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5) if jwks_url else None
-        self._dev_key = dev_public_key
+        # Parsed once: PyJWT would otherwise parse the PEM again for every request it verifies.
+        self._dev_key = serialization.load_pem_public_key(dev_public_key) if dev_public_key else None
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):

@@ -25,6 +25,11 @@ class CaseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    def _insert(self) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT."""
+        dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
+        return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
     def add(self, case: Case, members: list[Member]) -> None:
         self.session.add(case)
         self.session.add_all(members)
@@ -54,6 +59,18 @@ class CaseRepository:
             )
         ).first()
         return (row[0], row[1]) if row else None
+
+    async def hold(self, case_id: str, hashes: list[str]) -> set[str]:
+        """Put these people (by lookup hash) on the case's open membership, in one statement. The primary key
+        keeps one open case per person, also between two applications filed at once; the hashes of people
+        already held by another case come back, and nothing of theirs is written."""
+        result = await self.session.execute(
+            self._insert()(OpenMembership)
+            .values([{"id_number_hash": hashed, "case_id": case_id} for hashed in hashes])
+            .on_conflict_do_nothing(index_elements=["id_number_hash"])
+            .returning(OpenMembership.id_number_hash)
+        )
+        return set(hashes) - set(result.scalars())
 
     async def release_members(self, case_id: str, hashes: list[str] | None = None) -> None:
         """Let the case's members go (all of them, or those with these lookup hashes: people who left)."""
@@ -143,10 +160,8 @@ class CaseRepository:
 
     async def add_event(self, **values: object) -> bool:
         """Record a timeline entry once per event id; False if it was already there."""
-        dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         result = await self.session.execute(
-            insert(CaseEvent).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+            self._insert()(CaseEvent).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
         )
         return bool(result.rowcount)
 

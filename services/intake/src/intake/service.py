@@ -6,13 +6,11 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from intake.api.schemas import ApplicationCreate
 from intake.domain import (
     may_withdraw,
 )
-from intake.models import Case, Member, OpenMembership, messaging
+from intake.models import Case, Member, messaging
 from intake.repository import CaseRepository
 from shared import audit
 from shared.auth import Principal
@@ -81,7 +79,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
         for m in command.household.members
     ]
     repository = CaseRepository(uow.session)
-    await _hold_members(uow, repository, case_id, command, vault)
+    await _hold_members(repository, case_id, command, vault)
     repository.add(case, members)
     await uow.session.flush()
     event = ApplicationSubmitted(
@@ -115,28 +113,23 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
     return case
 
 
-async def _hold_members(
-    uow: UnitOfWork, repository: CaseRepository, case_id: str, command: ApplicationCreate, vault: PiiVault
-) -> None:
-    """A person belongs to at most one open case. Checked first for a clear answer, then kept by the primary
-    key of `open_memberships` for two applications racing each other."""
+async def _hold_members(repository: CaseRepository, case_id: str, command: ApplicationCreate, vault: PiiVault) -> None:
+    """A person belongs to at most one open case, kept by the primary key of `open_memberships` (also for two
+    applications racing each other): the insert skips anyone held already, and the answer names them."""
     ref_of: dict[str, str] = {}
     for member in command.household.members:
         for hashed in vault.lookup_hashes(member.id_number):  # every key: rows written before a rotation too
             ref_of[hashed] = member.ref
-    found = await repository.open_case_of(list(ref_of))
-    if found is not None:
-        raise _already_open(ref_of[found[0]], found[1])
-    try:
-        async with uow.session.begin_nested():
-            uow.session.add_all(
-                OpenMembership(id_number_hash=vault.lookup_hash(m.id_number), case_id=case_id)
-                for m in command.household.members
-            )
-            await uow.session.flush()
-    except IntegrityError:
+    current = [vault.lookup_hash(m.id_number) for m in command.household.members]
+    if len(ref_of) > len(current):  # after a key rotation, rows under an older key are found only by looking
         found = await repository.open_case_of(list(ref_of))
-        raise _already_open(ref_of[found[0]] if found else "?", found[1] if found else "(just filed)") from None
+        if found is not None:
+            raise _already_open(ref_of[found[0]], found[1])
+    held_elsewhere = await repository.hold(case_id, current)
+    if held_elsewhere:
+        found = await repository.open_case_of(sorted(held_elsewhere))
+        # Nothing found: the other case closed between the two statements; the caller may simply retry.
+        raise _already_open(ref_of[found[0]] if found else "?", found[1] if found else "(just closed)")
 
 
 class CaseClosed(Conflict):
