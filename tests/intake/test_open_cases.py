@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from intake import read_model, service
 from intake.api.schemas import ApplicationCreate
-from intake.settings import vault_for
 from intake.models import messaging
+from intake.settings import vault_for
 from shared.contracts import eligibility
 from shared.contracts.eligibility import Reason
 from tests.conftest import ServiceFactory, api_client, token
