@@ -102,8 +102,9 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def authorize(request: Request) -> Principal:
-    """Router dependency: the caller's role must be allowed on this endpoint by the matrix."""
+async def authorize(request: Request) -> Principal:
+    """Router dependency: the caller's role must be allowed on this endpoint by the matrix. (Async only so
+    that FastAPI calls it in the request's task: a plain function it would send to a worker thread.)"""
     principal = current_principal(request)
     route = request.scope.get("route")
     path = route.path if isinstance(route, APIRoute) else request.url.path

@@ -194,7 +194,7 @@ async def _start_with_retry(producer: AIOKafkaProducer, stop: asyncio.Event, att
             await asyncio.sleep(min(5.0, 0.2 * attempt))
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: FastAPI runs a plain function in a thread
     runtime: Runtime = request.app.state.runtime
     return runtime
 
