@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
@@ -62,6 +63,32 @@ class TestDevelopmentTokens:
         token = jwt.encode(claims(**changes), private.read_bytes(), algorithm="ES256")
         with pytest.raises(AuthError):
             await dev_authenticator(tmp_path).authenticate(f"Bearer {token}")
+
+    async def test_a_token_is_verified_once_and_refused_once_it_expires(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        private, _public = ensure_dev_keypair(tmp_path)
+        authenticator = dev_authenticator(tmp_path)
+        expires = int(time.time()) + 2  # at least a second from now
+        token = jwt.encode(claims(exp=expires), private.read_bytes(), algorithm="ES256")
+        verified = 0
+        decode = jwt.decode
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal verified
+            verified += 1
+            return decode(*args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+        for _ in range(3):
+            assert (await authenticator.authenticate(f"Bearer {token}")).subject == "a1"
+        assert verified == 1  # the same token again: its signature is not checked again
+        await asyncio.sleep(expires - time.time() + 0.05)
+        with pytest.raises(AuthError, match="expired"):  # past its expiry it is verified again, and refused
+            await authenticator.authenticate(f"Bearer {token}")
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        with pytest.raises(AuthError):  # a different string is never taken from what was verified
+            await authenticator.authenticate(f"Bearer {forged}")
 
     async def test_refuses_a_token_signed_by_another_key(self, tmp_path: Path) -> None:
         other, _ = ensure_dev_keypair(tmp_path / "other")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ ROLES = ("advisor", "window", "officer", "charity", "reconciler", "admin", "depa
 ALGORITHMS = ["RS256", "ES256"]
 DEV_PRIVATE = "dev-jwt-es256-private.pem"
 DEV_PUBLIC = "dev-jwt-es256-public.pem"
+VERIFIED_TOKENS = 4096
 
 
 class AuthError(Exception):
@@ -102,11 +104,24 @@ class Authenticator:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5) if jwks_url else None
         # Parsed once: PyJWT would otherwise parse the PEM again for every request it verifies.
         self._dev_key = serialization.load_pem_public_key(dev_public_key) if dev_public_key else None
+        # Tokens already verified, until they expire: a caller sends the same token with every request, and
+        # checking its signature again each time was most of authentication's cost. Bounded; oldest first out.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError("a bearer token is required")
         token = authorization[7:].strip()
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        principal, expires = await self._verify(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             if self._jwks is not None:
                 # PyJWKClient fetches over blocking HTTP (cached afterwards): keep it off the event loop.
@@ -132,4 +147,4 @@ class Authenticator:
             raise AuthError("the token's role is not one of " + ", ".join(ROLES))
         if not region.isdigit() or len(region) not in (6, 9, 12):
             raise AuthError("the token's region must be a 6-, 9- or 12-digit code")
-        return Principal(subject=str(claims["sub"]), role=role, region=region)
+        return Principal(subject=str(claims["sub"]), role=role, region=region), float(claims["exp"])
