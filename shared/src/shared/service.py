@@ -355,4 +355,9 @@ def _run(spec: ServiceSpec, settings: ServiceSettings, role: str) -> None:
         )
         uvicorn.Server(config).run()
         return
-    asyncio.run(_run_headless(spec, settings, roles))
+    try:
+        import uvloop  # the loop uvicorn takes for the API, for the worker and relay on their own too
+    except ImportError:
+        asyncio.run(_run_headless(spec, settings, roles))
+    else:
+        uvloop.run(_run_headless(spec, settings, roles))
