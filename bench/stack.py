@@ -11,7 +11,9 @@ For each database, repeated `--repeats` times on one stack:
    same consumer groups.
 4. **Where the time goes**: py-spy samples each service process during a saturation run; the functions
    that hold the most samples are listed.
-5. **Raw ceilings**, measured in the same run: the broker's produce and consume rates (aiokafka, 1 KiB
+5. **One application alone**: `bench.request` sends applications to intake's API in this process, one at
+   a time, and reports the CPU each costs: the ceiling of one intake process, whatever the rest does.
+6. **Raw ceilings**, measured in the same run: the broker's produce and consume rates (aiokafka, 1 KiB
    records) and the database's insert rate (one row per transaction, as a handler commits, and 500 per
    transaction, as the relay batches).
 
@@ -44,6 +46,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.report import OUTPUT, machine, percentile, spread, write_section
+from bench.request import request_cost
 from eligibility.models import Determination
 from intake.domain import with_check_digit
 from shared.auth import mint_dev_token
@@ -487,6 +490,8 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
     label = "PostgreSQL" if admin_url else "SQLite"
     people = People()
     results: dict[str, Any] = {"label": label}
+    say(f"[{label}] one application in intake's API, in process, one at a time")
+    results["request_cpu"] = request_cost(admin_url, 300, args.repeats)
     with stack(admin_url) as running:
         say(f"[{label}] stack up; warming up with 200 cases")
         asyncio.run(one_round(running, people, 200, args.concurrency))
@@ -603,6 +608,21 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
                 f"{label} raw: database insert, 500 rows per transaction",
                 "rows/s",
                 f"{run['database']['batched']:,.0f}",
+                "—",
+            ),
+        ]
+        per_request = run["request_cpu"]
+        rows += [
+            (
+                f"{label}: one application in intake's API alone (in process, one at a time), CPU",
+                "ms",
+                spread(per_request, "{:.2f}"),
+                "—",
+            ),
+            (
+                f"{label}: the most one intake API process can take at that cost (1000 / median)",
+                "applications/s",
+                f"{1000 / statistics.median(per_request):,.0f}",
                 "—",
             ),
         ]
