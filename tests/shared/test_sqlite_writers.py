@@ -84,3 +84,26 @@ async def test_a_writer_that_waits_too_long_gets_database_is_locked(
     async with engine.connect() as conn:  # type: ignore[attr-defined]
         assert sorted(r[0] for r in await conn.execute(text("SELECT n FROM entries"))) == [1, 3]
     await engine.dispose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.filterwarnings("ignore:The garbage collector is trying to clean up")  # what this test does on purpose
+async def test_a_writer_dropped_without_closing_gives_its_turn_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    engine = await _table(tmp_path / "g.db")
+    monkeypatch.setattr(engine_module, "LOCK_TIMEOUT_SECONDS", 2)
+
+    async def abandon() -> None:
+        conn = await engine.connect()  # type: ignore[attr-defined]
+        await conn.execute(text("INSERT INTO entries VALUES (1)"))  # begun, holding the queue's turn, dropped
+
+    await abandon()
+    gc.collect()  # the pool detaches the abandoned connection (its transaction goes with it)
+    await asyncio.sleep(0.05)
+    async with engine.begin() as conn:  # type: ignore[attr-defined]
+        await conn.execute(text("INSERT INTO entries VALUES (2)"))
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        assert [r[0] for r in await conn.execute(text("SELECT n FROM entries"))] == [2]
+    await engine.dispose()  # type: ignore[attr-defined]

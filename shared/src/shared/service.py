@@ -170,6 +170,7 @@ class Runtime:
         checks: dict[str, str] = {}
         try:
             async with self.engine.connect() as conn:
+                await conn.execution_options(read_only=True)  # on SQLite: not a writer, so not queued as one
                 await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:

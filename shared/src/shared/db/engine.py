@@ -50,7 +50,7 @@ class _WriterQueue:
         loop = asyncio.get_running_loop()
         lock = self._locks.setdefault(loop, asyncio.Lock())
         try:
-            await_(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT_SECONDS))
+            await_(_acquire(lock))
         except TimeoutError:
             raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")) from None
         info[_HOLDS] = (loop, lock)
@@ -69,6 +69,11 @@ class _WriterQueue:
 
 
 _HOLDS = "doudi_write_lock"
+
+
+async def _acquire(lock: asyncio.Lock) -> None:
+    async with asyncio.timeout(LOCK_TIMEOUT_SECONDS):
+        await lock.acquire()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -113,8 +118,20 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         # The transaction has ended (committed, or rolled back by the pool's reset) when its connection
-        # comes back: the next writer may begin.
+        # comes back: the next writer may begin. The lock goes with the checkout, not the transaction: code
+        # that commits on a connection it keeps, then writes on another, would wait for itself.
         writers.release(record.info)
+
+    @event.listens_for(engine.sync_engine, "detach")
+    def _on_detach(_dbapi_connection: Any, record: Any) -> None:
+        # A connection dropped without being closed is cleaned up by the garbage collector, which detaches
+        # it from the pool instead of checking it in: its transaction is gone with it, and so is its turn.
+        writers.release(record.info)
+
+    @event.listens_for(engine.sync_engine, "close")
+    def _on_close(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            writers.release(record.info)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

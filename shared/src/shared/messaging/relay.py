@@ -114,6 +114,7 @@ class OutboxRelay:
         """Publish up to one batch. Returns (rows published or -1 on a send failure, whether the batch was full)."""
         t = self._table
         async with self._engine.connect() as conn:
+            await conn.execution_options(read_only=True)  # marking them published is its own transaction
             rows = (
                 await conn.execute(
                     select(t).where(t.c.published_at.is_(None)).order_by(t.c.seq).limit(self._batch_size)
@@ -162,6 +163,7 @@ class OutboxRelay:
         backlog = 0
         if full:  # more is waiting: count it (an index-only count over the unpublished rows)
             async with self._engine.connect() as conn:
+                await conn.execution_options(read_only=True)
                 backlog = (
                     await conn.execute(select(func.count()).select_from(t).where(t.c.published_at.is_(None)))
                 ).scalar_one()
@@ -171,6 +173,7 @@ class OutboxRelay:
     async def backlog(self) -> int:
         t = self._table
         async with self._engine.connect() as conn:
+            await conn.execution_options(read_only=True)
             return int((await conn.execute(select(func.count()).where(t.c.published_at.is_(None)))).scalar_one())
 
     async def prune(self) -> None:

@@ -234,6 +234,8 @@ async def export_payments(
 
     async def lines() -> AsyncIterator[bytes]:
         async with runtime.uow() as uow:
+            # A read for as long as the client takes to download: on SQLite it must not hold the write lock.
+            await uow.session.connection(execution_options={"read_only": True})
             async for line in export.payment_lines(uow, period, region_clause(principal, Entitlement.region)):
                 yield json.dumps(line, ensure_ascii=False).encode() + b"\n"
 
