@@ -90,6 +90,30 @@ class TestDevelopmentTokens:
         with pytest.raises(AuthError):  # a different string is never taken from what was verified
             await authenticator.authenticate(f"Bearer {forged}")
 
+    async def test_a_remembered_token_is_verified_again_after_five_minutes(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """As long as the published keys are cached: a key withdrawn from the JWKS stops its tokens in time."""
+        private, _public = ensure_dev_keypair(tmp_path)
+        authenticator = dev_authenticator(tmp_path)
+        token = jwt.encode(claims(exp=int(time.time()) + 3600), private.read_bytes(), algorithm="ES256")
+        verified = 0
+        decode = jwt.decode
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal verified
+            verified += 1
+            return decode(*args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+        await authenticator.authenticate(f"Bearer {token}")
+        await authenticator.authenticate(f"Bearer {token}")
+        assert verified == 1
+        later = time.time() + 301
+        monkeypatch.setattr(time, "time", lambda: later)  # PyJWT reads the clock through datetime, not this
+        await authenticator.authenticate(f"Bearer {token}")
+        assert verified == 2
+
     async def test_refuses_a_token_signed_by_another_key(self, tmp_path: Path) -> None:
         other, _ = ensure_dev_keypair(tmp_path / "other")
         token = jwt.encode(claims(), other.read_bytes(), algorithm="ES256")

@@ -22,6 +22,7 @@ ALGORITHMS = ["RS256", "ES256"]
 DEV_PRIVATE = "dev-jwt-es256-private.pem"
 DEV_PUBLIC = "dev-jwt-es256-public.pem"
 VERIFIED_TOKENS = 4096
+REVERIFY_SECONDS = 300
 
 
 class AuthError(Exception):
@@ -116,7 +117,9 @@ class Authenticator:
         if known is not None and known[1] > time.time():
             return known[0]
         principal, expires = await self._verify(token)
-        self._verified[token] = (principal, expires)
+        # At most five minutes, as long as the published keys are cached: a key withdrawn from the JWKS stops
+        # its tokens within that, as it did when every request was verified.
+        self._verified[token] = (principal, min(expires, time.time() + REVERIFY_SECONDS))
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)
         return principal
