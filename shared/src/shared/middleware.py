@@ -29,7 +29,8 @@ CORRELATION_HEADER = "X-Correlation-ID"
 
 class TraceContextMiddleware:
     """A server span per request, its trace context current while the request runs, the correlation id
-    echoed on the response, and the request's duration observed per route and status."""
+    echoed on the response, and the request's duration observed per route and status (until the last byte
+    of the body is sent: a streamed export counts its whole download)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app

@@ -125,7 +125,8 @@ async def _hold_members(repository: CaseRepository, case_id: str, command: Appli
         found = await repository.open_case_of(list(ref_of))
         if found is not None:
             raise _already_open(ref_of[found[0]], found[1])
-    held_elsewhere = await repository.hold(case_id, current)
+    # In key order: two applications sharing two people, listed in opposite orders, never wait on each other.
+    held_elsewhere = await repository.hold(case_id, sorted(current))
     if held_elsewhere:
         found = await repository.open_case_of(sorted(held_elsewhere))
         # Nothing found: the other case closed between the two statements; the caller may simply retry.
