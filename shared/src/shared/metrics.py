@@ -21,6 +21,8 @@ CONSUMER_LAG = Gauge(
     "Records behind the partition's high watermark (from the last fetch)",
     ["service", "topic", "partition"],
 )
+DB_STATEMENTS = Counter("doudi_db_statements_total", "SQL statements sent to the database", ["service"])
+DB_COMMITS = Counter("doudi_db_commits_total", "Database transactions committed", ["service"])
 HTTP_REQUEST_SECONDS = Histogram(
     "doudi_http_request_duration_seconds",
     "HTTP requests by route template and status (the count is the request rate)",

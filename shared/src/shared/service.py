@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared import tracing
 from shared.auth import Authenticator, ensure_dev_keypair
 from shared.clock import Clock
-from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.engine import count_statements, make_engine, make_sessionmaker
 from shared.db.uow import UnitOfWork
 from shared.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
 from shared.limits import BodySizeLimit, DatabaseBuckets, RateLimit
@@ -71,6 +71,7 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.engine: AsyncEngine = make_engine(settings.database_url)
+        count_statements(self.engine, spec.name)
         self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None

@@ -134,5 +134,21 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
             writers.release(record.info)
 
 
+def count_statements(engine: AsyncEngine, service: str) -> None:
+    """Count the statements and commits the service sends (`doudi_db_statements_total`,
+    `doudi_db_commits_total`): what each case costs the database, per service, under any load."""
+    from shared.metrics import DB_COMMITS, DB_STATEMENTS
+
+    statements, commits = DB_STATEMENTS.labels(service), DB_COMMITS.labels(service)
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _on_statement(*_args: Any) -> None:
+        statements.inc()
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _on_commit(_conn: Any) -> None:
+        commits.inc()
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
