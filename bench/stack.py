@@ -10,7 +10,8 @@ For each database, repeated `--repeats` times on one stack:
 3. **Scaling** (`--replicas 2`): the saturation run again with a second worker process per service in the
    same consumer groups.
 4. **Where the time goes**: py-spy samples each service process during a saturation run; the functions
-   that hold the most samples are listed.
+   that hold the most samples are listed. Each process's CPU per case, and the statements and commits each
+   service sends to its database per case (its own `doudi_db_statements_total` / `doudi_db_commits_total`).
 5. **One application alone**: `bench.request` sends applications to intake's API in this process, one at
    a time, and reports the CPU each costs: the ceiling of one intake process, whatever the rest does.
 6. **Raw ceilings**, measured in the same run: the broker's produce and consume rates (aiokafka, 1 KiB
@@ -354,6 +355,21 @@ def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
 
 
+def database_counts(running: Stack) -> dict[str, tuple[float, float]]:
+    """Each service's statements and commits so far, from its own /metrics (`doudi_db_statements_total`,
+    `doudi_db_commits_total`)."""
+    counts = {}
+    for svc in SERVICES:
+        text_ = httpx.get(f"{running.url(svc)}/metrics/", timeout=10).text
+        found = {}
+        for line in text_.splitlines():
+            for name in ("doudi_db_statements_total", "doudi_db_commits_total"):
+                if line.startswith(f'{name}{{service="{svc}"}}'):
+                    found[name] = float(line.rsplit(" ", 1)[1])
+        counts[svc] = (found.get("doudi_db_statements_total", 0.0), found.get("doudi_db_commits_total", 0.0))
+    return counts
+
+
 def profile_start(running: Stack, seconds: int) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
     """py-spy on each service process for `seconds` (nothing if py-spy is missing or not permitted)."""
     spy = BIN / "py-spy"
@@ -396,6 +412,14 @@ def profile_summary(started: dict[str, tuple[subprocess.Popen[bytes], Path]], to
     return summaries
 
 
+def _aiosqlite_line(number: int) -> str:
+    import linecache
+
+    import aiosqlite.core
+
+    return linecache.getline(aiosqlite.core.__file__, number)
+
+
 def _place(frames: list[str]) -> str:
     """The innermost frame, named by its package (`sqlalchemy`, `aiokafka`, `json` …) or, for our code,
     its module and function; the idle event loop is `idle`."""
@@ -410,7 +434,10 @@ def _place(frames: list[str]) -> str:
     if top in OURS:
         return f"{path.removesuffix('.py').replace('/', '.')}.{name.strip()}"
     if top == "aiosqlite":
-        return "sqlite (aiosqlite's thread: the statement itself)"
+        line = location.rstrip(")").rpartition(":")[2]
+        if line.isdigit() and "tx.get(" in _aiosqlite_line(int(line)):
+            return "idle (aiosqlite's thread waiting for a statement)"
+        return "sqlite (aiosqlite's thread: running a statement, or waiting for the lock)"
     return top
 
 
@@ -497,12 +524,21 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
         asyncio.run(one_round(running, people, 200, args.concurrency))
         saturation, profiled = [], {}
         cpu: list[dict[str, float]] = []
+        sent: list[dict[str, tuple[float, ...]]] = []  # per round: service → (statements, commits) per case
         for repeat in range(args.repeats):
             spies = profile_start(running, 8) if repeat == 0 and args.profile else {}
             groups = cpu_pids(running)
-            before = cpu_snapshot(groups)
+            before, sent_before = cpu_snapshot(groups), database_counts(running)
             result = asyncio.run(one_round(running, people, args.cases, args.concurrency))
-            after = cpu_snapshot(groups)
+            after, sent_after = cpu_snapshot(groups), database_counts(running)
+            sent.append(
+                {
+                    svc: tuple(
+                        (a - b) / len(result.determined) for a, b in zip(sent_after[svc], sent_before[svc], strict=True)
+                    )
+                    for svc in SERVICES
+                }
+            )
             if spies:
                 profiled = profile_summary(spies)
             else:  # py-spy's own samples would be counted against the load generator's neighbours
@@ -545,6 +581,7 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
         broker=broker,
         database=database,
         cpu=cpu,
+        sent=sent,
     )
     return results
 
@@ -611,6 +648,16 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
                 "—",
             ),
         ]
+        for svc in SERVICES:
+            rows.append(
+                (
+                    f"{label}: database statements / commits per case, {svc}",
+                    "count",
+                    f"{statistics.median(r[svc][0] for r in run['sent']):.1f} / "
+                    f"{statistics.median(r[svc][1] for r in run['sent']):.2f}",
+                    "—",
+                )
+            )
         per_request = run["request_cpu"]
         rows += [
             (
