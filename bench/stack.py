@@ -561,7 +561,7 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
                 say(
                     f"[{label}] paced at {rate:.0f}/s {repeat + 1}/{args.repeats}: p50 "
                     f"{percentile(latencies, 50):,.0f} ms, p99 {percentile(latencies, 99):,.0f} ms, "
-                    f"{len(result.determined)}/{len(result.sent)} determined"
+                    f"{len(result.determined)}/{len(result.sent)} determined, errors {dict(result.errors) or 'none'}"
                 )
         say(f"[{label}] raw ceilings: broker and database")
         broker = asyncio.run(broker_ceiling(f"127.0.0.1:{running.ports['broker']}"))
@@ -572,7 +572,10 @@ def run_backend(args: argparse.Namespace, admin_url: str | None) -> dict[str, An
             for repeat in range(args.repeats):
                 result = asyncio.run(one_round(running, people, args.cases, args.concurrency))
                 scaled.append(result)
-                say(f"[{label}] two workers per service {repeat + 1}/{args.repeats}: {result.throughput:,.0f} cases/s")
+                say(
+                    f"[{label}] two workers per service {repeat + 1}/{args.repeats}: {result.throughput:,.0f} cases/s, "
+                    f"errors {dict(result.errors) or 'none'}"
+                )
     results.update(
         saturation=saturation,
         paced=paced,
@@ -591,7 +594,10 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
     for run in runs:
         label = run["label"]
         every = run["saturation"] + [r for rounds in run["paced"].values() for r in rounds] + run["scaled"]
-        errors = sum(sum(r.errors.values()) for r in every)
+        kinds: Counter[str] = sum((r.errors for r in every), Counter())
+        errors = sum(kinds.values())
+        named = ", ".join(f"{kind} ×{n}" for kind, n in kinds.most_common())  # a status code, or the exception
+        errors_text = f"{errors} ({named})" if kinds else "0"
         lost = sum(len(r.sent) - len(r.determined) for r in every)
         rows.append(
             (
@@ -630,7 +636,7 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
             (
                 f"{label}: cases not determined within 180 s / requests refused or failed",
                 "count",
-                f"{lost} / {errors}",
+                f"{lost} / {errors_text}",
                 "0 / 0",
             ),
             (f"{label} raw: broker produce, 1 KiB records", "records/s", f"{run['broker']['produce_per_s']:,.0f}", "—"),
