@@ -18,11 +18,9 @@ import asyncio
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from doudi.stack import load_spec
 from shared.auth import mint_dev_token
@@ -76,22 +74,15 @@ async def _measure(database_url: str, data_dir: Path, requests: int, repeats: in
 def request_cost(admin_url: str | None, requests: int = 300, repeats: int = 3) -> list[float]:
     """CPU milliseconds per application request, one figure per repeat, on a fresh intake database
     (SQLite in a temporary directory, or a new database on the PostgreSQL server at `admin_url`)."""
-    from bench.stack import pg_admin
+    from bench.stack import databases
 
-    with tempfile.TemporaryDirectory(prefix="doudi-request-") as scratch:
-        data_dir = Path(scratch)
-        if not admin_url:
-            url = f"sqlite+aiosqlite:///{data_dir / 'intake.db'}"
-            upgrade(load_spec("intake").migrations, url)
-            return asyncio.run(_measure(url, data_dir, requests, repeats))
-        name = f"doudi_bench_{uuid.uuid4().hex[:8]}_request"
-        asyncio.run(pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-            upgrade(load_spec("intake").migrations, url)
-            return asyncio.run(_measure(url, data_dir, requests, repeats))
-        finally:
-            asyncio.run(pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with (
+        tempfile.TemporaryDirectory(prefix="doudi-request-") as scratch,
+        databases(admin_url, Path(scratch), ["intake"]) as urls,
+    ):
+        url = urls.get("INTAKE_DATABASE_URL") or f"sqlite+aiosqlite:///{Path(scratch) / 'intake.db'}"
+        upgrade(load_spec("intake").migrations, url)
+        return asyncio.run(_measure(url, Path(scratch), requests, repeats))
 
 
 def main() -> int:

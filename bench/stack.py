@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,12 +114,13 @@ async def pg_admin(admin_url: str, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def databases(admin_url: str | None, data_dir: Path) -> Iterator[dict[str, str]]:
-    """Fresh databases on PostgreSQL (dropped afterwards), or nothing to do for SQLite (`doudi up` migrates)."""
+def databases(admin_url: str | None, data_dir: Path, services: Sequence[str] = SERVICES) -> Iterator[dict[str, str]]:
+    """Fresh databases on PostgreSQL (dropped afterwards) as `<SERVICE>_DATABASE_URL`s, or nothing to do for
+    SQLite (`doudi up` migrates)."""
     if not admin_url:
         yield {}
         return
-    names = {svc: f"doudi_bench_{uuid.uuid4().hex[:8]}_{svc}" for svc in SERVICES}
+    names = {svc: f"doudi_bench_{uuid.uuid4().hex[:8]}_{svc}" for svc in services}
     for name in names.values():
         asyncio.run(pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
     try:

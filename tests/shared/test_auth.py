@@ -22,6 +22,19 @@ def dev_authenticator(directory: Path) -> Authenticator:
     return Authenticator(jwks_url="", issuer="doudi-dev", audience="doudi", dev_public_key=public.read_bytes())
 
 
+def count_verifications(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every signature check from now on (one entry per `jwt.decode`)."""
+    calls: list[object] = []
+    decode = jwt.decode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0] if args else None)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
 def claims(**changes: object) -> dict[str, object]:
     now = int(time.time())
     base: dict[str, object] = {
@@ -71,18 +84,10 @@ class TestDevelopmentTokens:
         authenticator = dev_authenticator(tmp_path)
         expires = int(time.time()) + 2  # at least a second from now
         token = jwt.encode(claims(exp=expires), private.read_bytes(), algorithm="ES256")
-        verified = 0
-        decode = jwt.decode
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal verified
-            verified += 1
-            return decode(*args, **kwargs)
-
-        monkeypatch.setattr(jwt, "decode", counting)
+        verified = count_verifications(monkeypatch)
         for _ in range(3):
             assert (await authenticator.authenticate(f"Bearer {token}")).subject == "a1"
-        assert verified == 1  # the same token again: its signature is not checked again
+        assert len(verified) == 1  # the same token again: its signature is not checked again
         await asyncio.sleep(expires - time.time() + 0.05)
         with pytest.raises(AuthError, match="expired"):  # past its expiry it is verified again, and refused
             await authenticator.authenticate(f"Bearer {token}")
@@ -97,22 +102,14 @@ class TestDevelopmentTokens:
         private, _public = ensure_dev_keypair(tmp_path)
         authenticator = dev_authenticator(tmp_path)
         token = jwt.encode(claims(exp=int(time.time()) + 3600), private.read_bytes(), algorithm="ES256")
-        verified = 0
-        decode = jwt.decode
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal verified
-            verified += 1
-            return decode(*args, **kwargs)
-
-        monkeypatch.setattr(jwt, "decode", counting)
+        verified = count_verifications(monkeypatch)
         await authenticator.authenticate(f"Bearer {token}")
         await authenticator.authenticate(f"Bearer {token}")
-        assert verified == 1
+        assert len(verified) == 1
         later = time.time() + 301
         monkeypatch.setattr(time, "time", lambda: later)  # PyJWT reads the clock through datetime, not this
         await authenticator.authenticate(f"Bearer {token}")
-        assert verified == 2
+        assert len(verified) == 2
 
     async def test_refuses_a_token_signed_by_another_key(self, tmp_path: Path) -> None:
         other, _ = ensure_dev_keypair(tmp_path / "other")

@@ -109,8 +109,9 @@ class DatabaseBuckets:
 
     async def take(self, key: str) -> float | None:
         from sqlalchemy import select
-        from sqlalchemy.dialects import postgresql, sqlite
         from sqlalchemy.exc import SQLAlchemyError
+
+        from shared.db.dialect import insert_for
 
         t = self.table
         now = time.time()
@@ -126,9 +127,8 @@ class DatabaseBuckets:
                 )
                 granted = tokens >= 1
                 left = tokens - 1 if granted else tokens
-                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
                 await conn.execute(
-                    insert(t)
+                    insert_for(conn)(t)
                     .values(client=key, tokens=left, updated_at=now)
                     .on_conflict_do_update(index_elements=[t.c.client], set_={"tokens": left, "updated_at": now})
                 )

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from disbursement.domain import PAYING
 from disbursement.models import Entitlement, EntitlementAmount, Payment
 from shared.db.base import utcnow
+from shared.db.dialect import insert_for
 from shared.ids import new_id
 
 # Rows per multi-row INSERT: ten columns each, so 10,000 parameters, under asyncpg's 32,767 and SQLite's
@@ -45,8 +45,7 @@ async def add_missing_payments(
         }
         for e in entitlements
     ]
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     by_id = {e.entitlement_id: e for e in entitlements}
     created: list[tuple[Any, Any]] = []
     for start in range(0, len(rows), INSERT_ROWS):  # bound parameters per statement stay under the drivers' caps

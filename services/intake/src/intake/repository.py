@@ -6,7 +6,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.models import (
@@ -19,16 +18,12 @@ from intake.models import (
     Member,
     OpenMembership,
 )
+from shared.db.dialect import insert_for
 
 
 class CaseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    def _insert(self) -> Any:
-        """The dialect's INSERT, which knows ON CONFLICT."""
-        dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
-        return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
     def add(self, case: Case, members: list[Member]) -> None:
         self.session.add(case)
@@ -65,7 +60,7 @@ class CaseRepository:
         keeps one open case per person, also between two applications filed at once; the hashes of people
         already held by another case come back, and nothing of theirs is written."""
         result = await self.session.execute(
-            self._insert()(OpenMembership)
+            insert_for(self.session)(OpenMembership)
             .values([{"id_number_hash": hashed, "case_id": case_id} for hashed in hashes])
             .on_conflict_do_nothing(index_elements=["id_number_hash"])
             .returning(OpenMembership.id_number_hash)
@@ -161,7 +156,7 @@ class CaseRepository:
     async def add_event(self, **values: object) -> bool:
         """Record a timeline entry once per event id; False if it was already there."""
         result = await self.session.execute(
-            self._insert()(CaseEvent).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+            insert_for(self.session)(CaseEvent).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
         )
         return bool(result.rowcount)
 

@@ -15,6 +15,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
+from shared.metrics import DB_COMMITS, DB_STATEMENTS
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
@@ -128,17 +130,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # it from the pool instead of checking it in: its transaction is gone with it, and so is its turn.
         writers.release(record.info)
 
-    @event.listens_for(engine.sync_engine, "close")
-    def _on_close(_dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            writers.release(record.info)
-
 
 def count_statements(engine: AsyncEngine, service: str) -> None:
     """Count the statements and commits the service sends (`doudi_db_statements_total`,
     `doudi_db_commits_total`): what each case costs the database, per service, under any load."""
-    from shared.metrics import DB_COMMITS, DB_STATEMENTS
-
     statements, commits = DB_STATEMENTS.labels(service), DB_COMMITS.labels(service)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")

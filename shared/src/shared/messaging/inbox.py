@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.base import utcnow
+from shared.db.dialect import insert_for
 
 
 async def claim(
@@ -21,10 +21,8 @@ async def claim(
     offset: int,
 ) -> bool:
     """True the first time `consumer` sees `event_id`; False for a redelivery, which must have no effect."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(table)
+        insert_for(session)(table)
         .values(
             consumer=consumer,
             event_id=event_id,
