@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -57,6 +58,7 @@ BIN = Path(sys.executable).parent
 SERVICES = ("intake", "eligibility", "disbursement", "referral")
 OURS = {*SERVICES, "shared", "sandbox_bank", "doudi"}
 GOAL_RATE = 500.0
+PROBLEM = re.compile(r'"level": ?"(warning|error|critical)"|^(WARNING|ERROR|CRITICAL) |Traceback')
 
 
 def say(message: str) -> None:
@@ -159,6 +161,21 @@ class Stack:
                 if f"DOUDI_DATA_DIR={self.data_dir}".encode() in environ and b"all" in argv and b"-m" in argv:
                     found[argv[argv.index(b"-m") + 1].decode()] = int(entry.name)
         return found
+
+    def log_sizes(self) -> dict[Path, int]:
+        return {path: path.stat().st_size for path in (self.data_dir / "logs").glob("*.log")}
+
+    def log_problems(self, since: dict[Path, int], limit: int = 20) -> list[str]:
+        """Warnings and errors the processes logged after `since` (from `log_sizes`): structlog's JSON lines at
+        warning or above, and the standard library's (uvicorn's own) `WARNING name message` lines."""
+        found = []
+        for path in sorted((self.data_dir / "logs").glob("*.log")):
+            with path.open("rb") as log:
+                log.seek(since.get(path, 0))
+                for line in log.read().decode(errors="replace").splitlines():
+                    if PROBLEM.search(line):
+                        found.append(f"{path.stem}: {line[:300]}")
+        return found[:limit] or ["(the services logged no warning or error meanwhile)"]
 
     def add_worker_replicas(self) -> None:
         """A second worker (and relay) process per service: consumer groups share the partitions."""
@@ -313,8 +330,12 @@ def _epoch(value: Any) -> float:
 
 
 async def one_round(running: Stack, people: People, cases: int, concurrency: int, rate: float | None = None) -> Round:
+    seen = running.log_sizes()
     sent, errors = await submit(running, people, cases, concurrency, rate)
     determined = await wait_for_determinations(running, sent)
+    if errors:  # what the services said while the failures happened (a request can fail without a 500)
+        for line in running.log_problems(seen):
+            say(f"    {line}")
     return Round(sent, determined, errors)
 
 
