@@ -207,3 +207,28 @@ class TestHealth:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["broker"] == "unreachable"
+
+
+class TestHotPath:
+    async def test_an_application_compiles_no_statement_after_the_first(self, services: ServiceFactory) -> None:
+        """The application's statements are built once and found in SQLAlchemy's compiled cache: a statement
+        that cannot be cached (a multi-row VALUES built per request was one) is compiled again on every
+        request."""
+        from sqlalchemy import event
+
+        async with api_client(services, "intake") as client:
+            assert (await client.post("/v1/applications", json=application())).status_code == 201
+            seen: list[tuple[str, str]] = []
+
+            def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+                if context is not None and context.compiled is not None:
+                    seen.append((context.cache_hit.name, statement.split("(")[0][:60]))
+
+            engine = client.runtime.engine.sync_engine
+            event.listen(engine, "after_cursor_execute", record)
+            try:
+                assert (await client.post("/v1/applications", json=application())).status_code == 201
+            finally:
+                event.remove(engine, "after_cursor_execute", record)
+            assert len(seen) >= 6, seen  # the audit link, the memberships, the case, its members, outbox, timeline
+            assert [s for s in seen if s[0] != "CACHE_HIT"] == [], seen

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, delete, exists, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.models import (
@@ -25,9 +26,11 @@ class CaseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, case: Case, members: list[Member]) -> None:
-        self.session.add(case)
-        self.session.add_all(members)
+    async def insert(self, case: dict[str, Any], members: list[dict[str, Any]]) -> None:
+        """Write a new case and its members as two plain INSERTs: an application's hot path, where the ORM's
+        unit of work (identity map, change tracking, a flush) would cost more than the statements."""
+        await self.session.execute(insert(Case.__table__), [case])
+        await self.session.execute(insert(Member.__table__), members)
 
     async def get(
         self, case_id: str, *, for_update: bool = False, for_share: bool = False, where: Any = None
@@ -60,10 +63,8 @@ class CaseRepository:
         keeps one open case per person, also between two applications filed at once; the hashes of people
         already held by another case come back, and nothing of theirs is written."""
         result = await self.session.execute(
-            insert_for(self.session)(OpenMembership)
-            .values([{"id_number_hash": hashed, "case_id": case_id} for hashed in hashes])
-            .on_conflict_do_nothing(index_elements=["id_number_hash"])
-            .returning(OpenMembership.id_number_hash)
+            _hold_statement(insert_for(self.session)),
+            [{"id_number_hash": hashed, "case_id": case_id} for hashed in hashes],
         )
         return set(hashes) - set(result.scalars())
 
@@ -155,9 +156,7 @@ class CaseRepository:
 
     async def add_event(self, **values: object) -> bool:
         """Record a timeline entry once per event id; False if it was already there."""
-        result = await self.session.execute(
-            insert_for(self.session)(CaseEvent).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
-        )
+        result = await self.session.execute(_event_statement(insert_for(self.session)), values)
         return bool(result.rowcount)
 
     async def list_events(self, case_id: str) -> list[CaseEvent]:
@@ -165,3 +164,18 @@ class CaseRepository:
             select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.occurred_at, CaseEvent.id)
         )
         return list(result.scalars())
+
+
+# The hot paths' statements, built once per dialect (`insert_for` gives each database's own `insert`): SQLAlchemy
+# then finds the compiled form in its cache from the statement's memoised key, instead of building and keying
+# (and, for a multi-row VALUES, compiling) a new statement on every call. Rows go in as parameters; several
+# rows are an executemany, which SQLAlchemy sends as one multi-row INSERT, RETURNING included.
+@functools.cache
+def _hold_statement(insert_: Any) -> Any:
+    table = OpenMembership.__table__
+    return insert_(table).on_conflict_do_nothing(index_elements=["id_number_hash"]).returning(table.c.id_number_hash)
+
+
+@functools.cache
+def _event_statement(insert_: Any) -> Any:
+    return insert_(CaseEvent.__table__).on_conflict_do_nothing(index_elements=["event_id"])

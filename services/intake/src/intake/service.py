@@ -10,7 +10,7 @@ from intake.api.schemas import ApplicationCreate
 from intake.domain import (
     may_withdraw,
 )
-from intake.models import Case, Member, messaging
+from intake.models import Case, messaging
 from intake.repository import CaseRepository
 from shared import audit
 from shared.auth import Principal
@@ -51,37 +51,36 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
     facts = HouseholdFacts.model_validate({**household, "emergency": command.emergency})
     # Empty means the household asked for nothing in particular: every programme is evaluated anyway.
     programmes = list(command.programmes or [])
-    case = Case(
-        case_id=case_id,
-        status="submitted",
-        region=command.region,
-        street=command.street,
-        community=command.community,
-        channel=command.channel,
-        programmes=programmes,
-        household=facts.model_dump(mode="json"),
-        payee_account=command.payee_account,
-        submitted_on=now.date(),
-        created_at=now,
-        updated_at=now,
-        contact_phone_encrypted=vault.encrypt(command.contact_phone) if command.contact_phone else None,
-        charity_contact_consent=command.consent.charity_contact,
-    )
+    row = {
+        "case_id": case_id,
+        "status": "submitted",
+        "region": command.region,
+        "street": command.street,
+        "community": command.community,
+        "channel": command.channel,
+        "programmes": programmes,
+        "household": facts.model_dump(mode="json"),
+        "payee_account": command.payee_account,
+        "submitted_on": now.date(),
+        "created_at": now,
+        "updated_at": now,
+        "contact_phone_encrypted": vault.encrypt(command.contact_phone) if command.contact_phone else None,
+        "charity_contact_consent": command.consent.charity_contact,
+    }
     members = [
-        Member(
-            case_id=case_id,
-            ref=m.ref,
-            name=m.name,
-            id_number_encrypted=vault.encrypt(m.id_number),
-            id_number_hash=vault.lookup_hash(m.id_number),
-            relationship=m.relationship,
-        )
+        {
+            "case_id": case_id,
+            "ref": m.ref,
+            "name": m.name,
+            "id_number_encrypted": vault.encrypt(m.id_number),
+            "id_number_hash": vault.lookup_hash(m.id_number),
+            "relationship": m.relationship,
+        }
         for m in command.household.members
     ]
     repository = CaseRepository(uow.session)
     await _hold_members(repository, case_id, command, vault)
-    repository.add(case, members)
-    await uow.session.flush()
+    await repository.insert(row, members)
     event = ApplicationSubmitted(
         case_id=case_id,
         region=command.region,
@@ -110,7 +109,7 @@ async def submit_application(uow: UnitOfWork, command: ApplicationCreate, vault:
             "members": len(command.household.members),
         },
     )
-    return case
+    return Case(**row)  # as written; not in the session (a later read in this transaction loads it)
 
 
 async def _hold_members(repository: CaseRepository, case_id: str, command: ApplicationCreate, vault: PiiVault) -> None:
