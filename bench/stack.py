@@ -58,7 +58,7 @@ BIN = Path(sys.executable).parent
 SERVICES = ("intake", "eligibility", "disbursement", "referral")
 OURS = {*SERVICES, "shared", "sandbox_bank", "doudi"}
 GOAL_RATE = 500.0
-PROBLEM = re.compile(r'"level": ?"(warning|error|critical)"|^(WARNING|ERROR|CRITICAL) |Traceback')
+PROBLEM = re.compile(r'"level": ?"(warning|error|critical)"|^(WARNING|ERROR|CRITICAL):? |^Traceback')
 
 
 def say(message: str) -> None:
@@ -165,17 +165,26 @@ class Stack:
     def log_sizes(self) -> dict[Path, int]:
         return {path: path.stat().st_size for path in (self.data_dir / "logs").glob("*.log")}
 
-    def log_problems(self, since: dict[Path, int], limit: int = 20) -> list[str]:
-        """Warnings and errors the processes logged after `since` (from `log_sizes`): structlog's JSON lines at
-        warning or above, and the standard library's (uvicorn's own) `WARNING name message` lines."""
+    def log_problems(self, since: dict[Path, int], per_file: int = 8) -> list[str]:
+        """Warnings and errors the processes logged after `since` (from `log_sizes`), at most `per_file` from
+        each log: structlog's JSON lines at warning or above, uvicorn's own (`WARNING:  message`) and, for a
+        traceback, the line that names the exception."""
         found = []
         for path in sorted((self.data_dir / "logs").glob("*.log")):
             with path.open("rb") as log:
                 log.seek(since.get(path, 0))
-                for line in log.read().decode(errors="replace").splitlines():
-                    if PROBLEM.search(line):
-                        found.append(f"{path.stem}: {line[:300]}")
-        return found[:limit] or ["(the services logged no warning or error meanwhile)"]
+                lines = log.read().decode(errors="replace").splitlines()
+            problems, in_traceback = [], False
+            for line in lines:
+                if in_traceback and line[:1].isspace():
+                    continue
+                if in_traceback or PROBLEM.search(line):
+                    problems.append(line[:300])
+                in_traceback = line.startswith("Traceback")
+            found += [f"{path.stem}: {line}" for line in problems[:per_file]]
+            if len(problems) > per_file:
+                found.append(f"{path.stem}: … and {len(problems) - per_file} more")
+        return found or ["(the services logged no warning or error meanwhile)"]
 
     def add_worker_replicas(self) -> None:
         """A second worker (and relay) process per service: consumer groups share the partitions."""
