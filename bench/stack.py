@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -391,12 +392,13 @@ def database_counts(running: Stack) -> dict[str, tuple[float, float]]:
     `doudi_db_commits_total`)."""
     counts = {}
     for svc in SERVICES:
-        text_ = httpx.get(f"{running.url(svc)}/metrics/", timeout=10).text
-        found = {}
-        for line in text_.splitlines():
-            for name in ("doudi_db_statements_total", "doudi_db_commits_total"):
-                if line.startswith(f'{name}{{service="{svc}"}}'):
-                    found[name] = float(line.rsplit(" ", 1)[1])
+        exposition = httpx.get(f"{running.url(svc)}/metrics/", timeout=10).text
+        found = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.labels.get("service") == svc
+        }
         counts[svc] = (found.get("doudi_db_statements_total", 0.0), found.get("doudi_db_commits_total", 0.0))
     return counts
 
